@@ -1,0 +1,142 @@
+"""The ``edgecnn`` command: one click group whose verbs live beside the stage they drive.
+
+Verbs are imported on use, so ``edgecnn --help`` and the runtime verbs start without
+TensorFlow. Every verb follows one grammar: ``edgecnn VERB [SOURCE...] [--flags]``,
+with ``--recipe FILE.yaml`` whose keys are the flag names (a flag given on the
+command line wins). ``EdgeCNNError`` (bad input) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_cnn import __version__
+from edge_cnn.errors import EdgeCNNError
+
+# verb -> ("module:attribute", one-line help); the one list of verbs. The help line is
+# kept here so that `edgecnn --help` imports no stage (and so no TensorFlow).
+VERBS = {
+    "zoo": ("edge_cnn.zoo.cli:zoo", "List architectures with params and MACs; per-layer tables."),
+    "train": ("edge_cnn.train.cli:train", "Train a zoo model on an image folder into a run directory."),
+    "evaluate": ("edge_cnn.train.cli:evaluate", "Re-evaluate a run's model on another image folder."),
+    "export": ("edge_cnn.export.cli:export", "TFLite/ONNX artifacts (fp32, int8, QAT, pruned, clustered) + parity."),
+    "bench": ("edge_cnn.bench.cli:bench", "Latency and throughput on ONNX Runtime, LiteRT and Keras."),
+    "predict": ("edge_cnn.runtime.cli:predict", "Classify images with an exported model (no TensorFlow)."),
+    "pipeline": ("edge_cnn.pipeline:pipeline", "Train, export, benchmark and summarise in one command."),
+    "explain": ("edge_cnn.explain.cli:explain", "CAM / Grad-CAM heatmaps, activations and filter patterns."),
+}
+
+
+class LazyGroup(click.Group):
+    """Loads a verb's module only when the verb runs (or its help is shown)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [verb for verb in VERBS if self._available(verb)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = VERBS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target[0].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @staticmethod
+    def _available(verb: str) -> bool:
+        """Whether the verb's module is installed, found without importing its package."""
+        parts = VERBS[verb][0].split(":")[0].split(".")[1:]
+        return Path(__file__).parent.joinpath(*parts).with_suffix(".py").is_file()
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(verb, VERBS[verb][1]) for verb in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeCNNError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgecnn")
+def main() -> None:
+    """edgecnn: Keras CNN -> trained -> int8 TFLite/ONNX -> benchmarked -> on the device.
+
+    \b
+    Examples:
+      edgecnn zoo                                  # every architecture, params and MACs
+      edgecnn train --data face --out runs/face    # embedded data, no download
+      edgecnn export runs/face --int8              # TFLite + ONNX, parity report
+      edgecnn bench runs/face/export               # latency, side by side
+      edgecnn predict runs/face/export img.png     # embedded runtime, no TensorFlow
+    """
+
+
+# --- helpers shared by the verbs --------------------------------------------------
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'128x64' (height x width) or '96' -> (height, width)."""
+    try:
+        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise EdgeCNNError(f"size {text!r} is not HxW (e.g. 128x64) or a single number") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise EdgeCNNError(f"size {text!r} is not HxW with positive numbers (e.g. 128x64)")
+    return parts[0], parts[1]
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe -> {flag name with underscores: value}."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeCNNError(f"recipe {path} does not exist (see models/*.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EdgeCNNError(f"recipe {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise EdgeCNNError(f"recipe {path} must be a mapping of flag names to values")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def _apply_recipe(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    recipe = load_recipe(value)
+    known = {p.name for p in ctx.command.params}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise click.BadParameter(f"unknown keys {unknown}; a recipe's keys are this verb's flag names", ctx, param)
+    ctx.default_map = {**(ctx.default_map or {}), **recipe}
+    return value
+
+
+def recipe_option(function):
+    """``--recipe FILE.yaml``: its keys are the verb's flags; flags on the command line win."""
+    return click.option(
+        "--recipe",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=_apply_recipe,
+        help="YAML file whose keys are this verb's flag names; command-line flags override it.",
+    )(function)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

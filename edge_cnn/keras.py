@@ -1,0 +1,25 @@
+"""The one module that imports Keras.
+
+tensorflow-model-optimization and tf2onnx need Keras 2, which ships as ``tf_keras``.
+``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported so that
+``tf.keras`` is ``tf_keras`` everywhere in the process (tfmot reads ``tf.keras``).
+Every other module does ``from edge_cnn.keras import keras, tf``.
+"""
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+if tf.keras.Model is not keras.Model:  # tf.keras was resolved (to Keras 3) before this module ran
+    raise ImportError(
+        "tf.keras was used before edge_cnn.keras set TF_USE_LEGACY_KERAS=1, so it is Keras 3. "
+        "Import edge_cnn.keras (or set TF_USE_LEGACY_KERAS=1) before touching tf.keras."
+    )
+
+layers = keras.layers
+
+__all__ = ["keras", "layers", "tf"]

@@ -1,0 +1,211 @@
+"""The foundation: Keras 2 everywhere, the CLI grammar, atomic writes, PreprocessSpec, manifest."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edge_cnn.cli import main, parse_size
+from edge_cnn.errors import EdgeCNNError, ImageError, ManifestError
+from edge_cnn.io import atomic_path, sha256_file, write_json
+from edge_cnn.manifest import Artifact, Manifest, Quantization, TensorSpec, load_manifest
+from edge_cnn.preprocess import PreprocessSpec
+
+
+def test_tfmot_keeps_keras_2():
+    """After tensorflow_model_optimization is imported, tf.keras is still tf_keras (Keras 2)."""
+    code = (
+        "import edge_cnn.keras as k, tensorflow_model_optimization as tfmot, tf_keras, tensorflow as tf;"
+        "assert tf.keras.Model is tf_keras.Model is k.keras.Model;"
+        "assert tf_keras.__version__.startswith('2.'), tf_keras.__version__;"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_keras_module_refuses_keras_3_order():
+    """tf.keras resolved to Keras 3 before our module is detected instead of silently mixing Keras versions."""
+    code = "import tensorflow as tf; tf.keras.Model; import edge_cnn.keras"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    assert "TF_USE_LEGACY_KERAS" in result.stderr
+
+
+def test_help_lists_verbs_and_does_not_import_tensorflow():
+    code = (
+        "import sys; from click.testing import CliRunner; from edge_cnn.cli import main;"
+        "r = CliRunner().invoke(main, ['--help']); print(r.output);"
+        "assert 'tensorflow' not in sys.modules, 'help imported TensorFlow'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "zoo" in result.stdout and "Examples" in result.stdout
+
+
+def test_unknown_verb_is_a_usage_error():
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2
+    assert "No such command" in result.output
+
+
+@pytest.mark.parametrize("text, expected", [("128x64", (128, 64)), ("96", (96, 96)), ("32X16", (32, 16))])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "axb", "0x10", "1x2x3"])
+def test_parse_size_rejects(text):
+    with pytest.raises(EdgeCNNError, match="HxW"):
+        parse_size(text)
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".onnx" and tmp.parent == tmp_path
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+
+
+def test_atomic_path_replaces_a_folder(tmp_path):
+    target = tmp_path / "saved_model"
+    (target / "old").mkdir(parents=True)
+    with atomic_path(target) as tmp:
+        (tmp / "variables").mkdir(parents=True)
+    assert [p.name for p in target.iterdir()] == ["variables"]
+
+
+def test_preprocess_spec_pipeline(tmp_path):
+    spec = PreprocessSpec(height=4, width=6, color="rgb", scale=1 / 255, mean=(0.5,), std=(0.25,))
+    image = np.full((8, 12, 3), 255, np.uint8)
+    path = tmp_path / "white.png"
+    Image.fromarray(image).save(path)
+    batch = spec([path, image])
+    assert batch.shape == (2, 4, 6, 3) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, (1.0 - 0.5) / 0.25)
+    assert spec.value_range() == pytest.approx(((0 - 0.5) / 0.25, (1 - 0.5) / 0.25))
+    grey = PreprocessSpec(height=4, width=6, color="grayscale", layout="NCHW")
+    assert grey(path).shape == (1, 1, 4, 6)
+    assert grey.input_shape == (1, 4, 6)
+
+
+def test_preprocess_spec_round_trip_and_validation(tmp_path):
+    spec = PreprocessSpec(height=128, width=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    spec.save(tmp_path / "preprocess.json")
+    assert PreprocessSpec.load(tmp_path / "preprocess.json") == spec
+    with pytest.raises(EdgeCNNError, match="color"):
+        PreprocessSpec(height=4, width=4, color="cmyk")
+    with pytest.raises(EdgeCNNError, match="mean has 2"):
+        PreprocessSpec(height=4, width=4, mean=(0.1, 0.2))
+    with pytest.raises(EdgeCNNError, match="unknown keys"):
+        PreprocessSpec.from_dict({"height": 4, "width": 4, "colour": "rgb"})
+
+
+def test_preprocess_normalize_same_on_tf_tensors():
+    """The tf.data pipeline and the runtime share ``normalize``: same numbers on both kinds of input."""
+    import edge_cnn.keras  # noqa: F401  (TensorFlow with Keras 2)
+    import tensorflow as tf
+
+    spec = PreprocessSpec(height=2, width=2, mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))
+    pixels = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3) * 20
+    np.testing.assert_allclose(spec.normalize(tf.constant(pixels)).numpy(), spec.normalize(pixels), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [("missing.png", "does not exist"), ("bad.png", "cannot be read"), (np.zeros((4, 4, 2)), "cannot be converted")],
+)
+def test_preprocess_bad_images(tmp_path, bad, message):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    if isinstance(bad, str):
+        bad = tmp_path / bad
+    with pytest.raises(ImageError, match=message):
+        PreprocessSpec(height=4, width=4)(bad)
+
+
+def _manifest(tmp_path) -> Manifest:
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(b"not really a model")
+    artifact = Artifact(
+        path=model.name,
+        format="tflite",
+        precision="int8",
+        sha256=sha256_file(model),
+        bytes=model.stat().st_size,
+        gzip_bytes=10,
+        inputs=[TensorSpec("image", [-1, 32, 32, 3], "int8", layout="NHWC", quantization=Quantization(0.0039, -128))],
+        outputs=[TensorSpec("probs", [-1, 2], "int8", meaning="probabilities", quantization=Quantization(0.0039, -128))],
+    )
+    return Manifest(["red", "blue"], PreprocessSpec(32, 32), "abc", [artifact], created_by="test")
+
+
+def test_manifest_round_trip(tmp_path):
+    manifest = _manifest(tmp_path)
+    manifest.save(tmp_path)
+    loaded = load_manifest(tmp_path)
+    assert loaded.to_dict() == manifest.to_dict()
+    assert loaded.artifact_path(loaded.artifacts[0]) == tmp_path / "model_int8.tflite"
+    assert loaded.artifacts[0].quantized_io
+    assert loaded.find(format="tflite", precision="int8") == loaded.artifacts
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(schema=2), "schema"),
+        (lambda d: d.pop("labels"), "labels"),
+        (lambda d: d["artifacts"][0].update(format="pt"), "format"),
+        (lambda d: d["artifacts"][0]["inputs"][0].update(quantization=None), "quantization"),
+    ],
+)
+def test_manifest_validation(tmp_path, edit, message):
+    data = _manifest(tmp_path).to_dict()
+    edit(data)
+    write_json(tmp_path / "manifest.json", data)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(tmp_path)
+
+
+def test_manifest_missing_or_not_json(tmp_path):
+    with pytest.raises(ManifestError, match="edgecnn export"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        load_manifest(tmp_path)
+
+
+def test_recipe_keys_are_flags_and_flags_win(tmp_path):
+    import click
+
+    from edge_cnn.cli import recipe_option
+
+    @click.command()
+    @recipe_option
+    @click.option("--epochs", type=int, default=1)
+    @click.option("--img-size", default="32x32")
+    def verb(epochs, img_size):
+        click.echo(json.dumps({"epochs": epochs, "img_size": img_size}))
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 7\nimg-size: 128x64\n")
+    result = CliRunner().invoke(verb, ["--recipe", str(recipe)])
+    assert json.loads(result.output) == {"epochs": 7, "img_size": "128x64"}
+    result = CliRunner().invoke(verb, ["--recipe", str(recipe), "--epochs", "3"])
+    assert json.loads(result.output) == {"epochs": 3, "img_size": "128x64"}
+    recipe.write_text("epochs: 7\nlearning_rat: 0.1\n")
+    result = CliRunner().invoke(verb, ["--recipe", str(recipe)])
+    assert result.exit_code == 2 and "learning_rat" in result.output
