@@ -28,6 +28,8 @@ VERBS = {
     "bench": ("edge_cnn.bench.cli:bench", "Latency and throughput on ONNX Runtime, LiteRT and Keras."),
     "predict": ("edge_cnn.runtime.cli:predict", "Classify images with an exported model (no TensorFlow)."),
     "pipeline": ("edge_cnn.pipeline:pipeline", "Train, export, benchmark and summarise in one command."),
+    "detect": ("edge_cnn.detect.cli:detect", "Find pedestrians in full images: window pyramid, batching, NMS."),
+    "face": ("edge_cnn.face.cli:face", "Enroll people into a gallery and identify faces by embedding."),
     "explain": ("edge_cnn.explain.cli:explain", "CAM / Grad-CAM heatmaps, activations and filter patterns."),
 }
 

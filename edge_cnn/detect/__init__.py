@@ -1,0 +1,8 @@
+"""Pedestrian detection on full images: a window classifier slid over an image pyramid, then NMS.
+
+Numpy and Pillow only (the runtime rule: no TensorFlow on the device).
+"""
+
+from edge_cnn.detect.sliding import Box, detect, nms, pyramid_scales, window_boxes
+
+__all__ = ["Box", "detect", "nms", "pyramid_scales", "window_boxes"]

@@ -1,0 +1,123 @@
+"""Sliding-window detection (Dalal & Triggs 2005 style) with greedy non-maximum suppression."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from edge_cnn.errors import EdgeCNNError
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A detection in original-image pixels: top-left corner, size, classifier score."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def pyramid_scales(image_size: tuple[int, int], window: tuple[int, int], scale_step: float, max_levels: int = 32) -> list[float]:
+    """Downscale factors 1, 1/step, 1/step^2, ... while the image still holds one window.
+
+    ``image_size`` and ``window`` are (height, width).
+    """
+    if scale_step <= 1.0:
+        raise EdgeCNNError(f"scale step {scale_step} must be greater than 1 (e.g. 1.25)")
+    height, width = image_size
+    win_h, win_w = window
+    if height < win_h or width < win_w:
+        raise EdgeCNNError(
+            f"image of {height}x{width} is smaller than the {win_h}x{win_w} window: "
+            "upscale the image or use a smaller --window"
+        )
+    scales = []
+    scale = 1.0
+    while height * scale >= win_h and width * scale >= win_w and len(scales) < max_levels:
+        scales.append(scale)
+        scale /= scale_step
+    return scales
+
+
+def window_boxes(image_size: tuple[int, int], window: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """(N, 2) top-left (y, x) of every window position at one pyramid level, edges included."""
+    height, width = image_size
+    win_h, win_w = window
+    ys = list(range(0, height - win_h + 1, stride[0]))
+    xs = list(range(0, width - win_w + 1, stride[1]))
+    if ys[-1] != height - win_h:  # cover the bottom and right edges too
+        ys.append(height - win_h)
+    if xs[-1] != width - win_w:
+        xs.append(width - win_w)
+    return np.array([(y, x) for y in ys for x in xs], dtype=np.int64)
+
+
+def _windows(image: Image.Image, window, stride, scale_step) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """(scale, window crops (N, h, w, C) uint8, top-left corners) per pyramid level."""
+    width, height = image.size
+    for scale in pyramid_scales((height, width), window, scale_step):
+        size = (max(window[1], round(width * scale)), max(window[0], round(height * scale)))
+        level = np.asarray(image.resize(size, Image.BILINEAR) if scale != 1.0 else image)
+        if level.ndim == 2:
+            level = level[:, :, None]
+        corners = window_boxes(level.shape[:2], window, stride)
+        crops = np.stack([level[y : y + window[0], x : x + window[1]] for y, x in corners])
+        yield scale, crops, corners
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression on (N, 4) [x, y, w, h] boxes; indices kept, best first."""
+    if len(boxes) == 0:
+        return []
+    x1, y1 = boxes[:, 0].astype(np.float64), boxes[:, 1].astype(np.float64)
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        inter_w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        inter_h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = inter_w * inter_h
+        iou = inter / (areas[best] + areas[rest] - inter)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+def detect(
+    image: Image.Image,
+    score_windows: Callable[[np.ndarray], np.ndarray],
+    *,
+    window: tuple[int, int],
+    stride: tuple[int, int] = (16, 16),
+    scale_step: float = 1.25,
+    threshold: float = 0.5,
+    iou_threshold: float = 0.3,
+    batch_size: int = 128,
+) -> list[Box]:
+    """Boxes where ``score_windows`` (uint8 crops (N, h, w, C) -> positive-class scores (N,))
+    is at least ``threshold``, across the pyramid, after NMS; in original-image pixels."""
+    if min(stride) < 1:
+        raise EdgeCNNError(f"stride {stride} must be positive")
+    found, scores = [], []
+    for scale, crops, corners in _windows(image, window, stride, scale_step):
+        level_scores = np.concatenate(
+            [np.asarray(score_windows(crops[i : i + batch_size]), dtype=np.float64) for i in range(0, len(crops), batch_size)]
+        )
+        hits = level_scores >= threshold
+        for (y, x), score in zip(corners[hits], level_scores[hits]):
+            found.append((round(x / scale), round(y / scale), round(window[1] / scale), round(window[0] / scale)))
+            scores.append(score)
+    if not found:
+        return []
+    boxes, scores = np.array(found), np.array(scores)
+    return [Box(*(int(v) for v in boxes[i]), float(scores[i])) for i in nms(boxes, scores, iou_threshold)]

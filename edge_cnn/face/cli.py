@@ -1,0 +1,88 @@
+"""``edgecnn face enroll|identify``: add people to a gallery, then name faces by embedding."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def face() -> None:
+    """Face identification with enrollment: no retraining to add a person.
+
+    \b
+    Examples:
+      edgecnn face enroll gallery/ --model runs/faces/export --out gallery.npz
+      edgecnn face identify --gallery gallery.npz probe1.png probe2.png --json
+    """
+
+
+def _load_predictor(model: str, backend: str, precision: str | None):
+    from edge_cnn.runtime import Predictor
+
+    return Predictor.load(model, backend=backend, precision=precision)
+
+
+_backend = click.option("--backend", type=click.Choice(["auto", "onnx", "tflite"]), default="auto", show_default=True)
+_precision = click.option("--precision", default=None, help="Artifact precision from an export folder (default: the fastest OK int8).")
+
+
+@face.command()
+@click.argument("gallery_dir", type=click.Path())
+@click.option("--model", required=True, help="Export folder (or artifact) whose manifest has an embedding output.")
+@click.option("--out", type=click.Path(dir_okay=False), default="gallery.npz", show_default=True)
+@_backend
+@_precision
+def enroll(gallery_dir, model, out, backend, precision):
+    """Enroll every person of GALLERY_DIR (one sub-folder of images per person) into --out.
+
+    \b
+    Example:
+      edgecnn face enroll new_staff/ --model runs/faces/export --out gallery.npz
+    """
+    from edge_cnn.face import enroll as enroll_people
+    from edge_cnn.report import print_table
+
+    gallery, skipped = enroll_people(_load_predictor(model, backend, precision), gallery_dir, model=model)
+    gallery.save(out)
+    print_table([{"person": n, "images": c} for n, c in zip(gallery.names, gallery.counts)], title=f"enrolled into {out}")
+    for item in skipped:
+        click.secho(f"skipped {item['path']}: {item['reason']}", fg="yellow", err=True)
+
+
+@face.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default=None, help="Embedding model (default: the one the gallery was enrolled with).")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Cosine similarity below which the face is 'unknown'.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image: path, identity, score, nearest.")
+@_backend
+@_precision
+def identify(images, gallery_path, model, threshold, as_json, backend, precision):
+    """Name the person in each of IMAGES (files or folders) from the enrolled gallery.
+
+    \b
+    Example:
+      edgecnn face identify --gallery gallery.npz door_cam/ --threshold 0.6 --json
+    """
+    from edge_cnn.errors import EdgeCNNError, ImageError
+    from edge_cnn.face import Gallery, identify as identify_people
+    from edge_cnn.runtime.cli import collect_images
+
+    gallery = Gallery.load(gallery_path)
+    predictor = _load_predictor(model or gallery.model, backend, precision)
+    gallery.check_model(predictor)
+    paths, problems = collect_images(images)
+    failed = list(problems)
+    for path in paths:  # one image at a time: a corrupt file fails alone
+        try:
+            (result,) = identify_people(predictor, gallery, [path], threshold)
+        except ImageError as exc:
+            failed.append(str(exc))
+            continue
+        click.echo(json.dumps(result.to_dict()) if as_json else f"{result.path}\t{result.identity}\t{result.score:.4f}")
+    for problem in failed:
+        click.secho(f"error: {problem}", fg="red", err=True)
+    if failed:
+        raise EdgeCNNError(f"{len(failed)} image(s) could not be identified; the others are printed above")

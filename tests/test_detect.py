@@ -1,0 +1,83 @@
+"""Sliding-window detection: pyramid, windows, NMS on a synthetic scene with a known person."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_cnn.detect import Box, detect, nms, pyramid_scales, window_boxes
+from edge_cnn.errors import EdgeCNNError
+
+WINDOW = (32, 16)  # height, width: a pedestrian window's 2:1 shape, small for speed
+
+
+def _person(h: int, w: int) -> np.ndarray:
+    """The synthetic 'person': a bright block with a dark frame 1/8 of its width thick."""
+    pattern = np.full((h, w), 255.0)
+    t = max(1, w // 8)
+    pattern[:t], pattern[-t:], pattern[:, :t], pattern[:, -t:] = 0, 0, 0, 0
+    return pattern
+
+
+def _template_match(crops: np.ndarray) -> np.ndarray:
+    """A stand-in classifier: 1 - mean absolute difference to the person pattern (1 = exact)."""
+    template = _person(*WINDOW)
+    return 1.0 - np.abs(crops.mean(axis=-1) - template).mean(axis=(1, 2)) / 255.0
+
+
+def _scene(person_xywh, size=(96, 128)):
+    image = np.zeros(size + (3,), np.uint8)
+    x, y, w, h = person_xywh
+    if w:
+        image[y : y + h, x : x + w] = _person(h, w)[:, :, None]
+    return Image.fromarray(image)
+
+
+def test_window_positions_cover_the_edges():
+    corners = window_boxes((40, 30), WINDOW, (16, 16))
+    assert corners[0].tolist() == [0, 0]
+    assert corners.max(axis=0).tolist() == [40 - 32, 30 - 16]
+    assert len(corners) == len({tuple(c) for c in corners})
+
+
+def test_pyramid_scales_stop_at_the_window():
+    scales = pyramid_scales((96, 128), WINDOW, 1.5)
+    assert scales[0] == 1.0
+    assert all(96 * s >= 32 and 128 * s >= 16 for s in scales)
+    assert 96 * scales[-1] / 1.5 < 32
+    with pytest.raises(EdgeCNNError, match="smaller than the 32x16 window"):
+        pyramid_scales((20, 100), WINDOW, 1.25)
+    with pytest.raises(EdgeCNNError, match="greater than 1"):
+        pyramid_scales((96, 128), WINDOW, 1.0)
+
+
+def test_nms_keeps_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10], [0, 0, 10, 10]])
+    scores = np.array([0.6, 0.9, 0.8, 0.1])
+    assert nms(boxes, scores, 0.3) == [1, 2]
+    assert nms(boxes, scores, 1.0) == [1, 2, 0, 3]
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.3) == []
+
+
+def test_detect_finds_the_person_at_its_place():
+    person = (48, 32, 16, 32)  # exactly one window at scale 1, on the stride grid
+    boxes = detect(_scene(person), _template_match, window=WINDOW, stride=(8, 8), threshold=0.9)
+    assert boxes == [Box(*person, score=1.0)]
+
+
+def test_detect_finds_a_large_person_on_a_coarser_level():
+    person = (40, 16, 32, 64)  # twice the window: found at scale 1/2 of the pyramid
+    boxes = detect(_scene(person), _template_match, window=WINDOW, stride=(4, 4), scale_step=2.0, threshold=0.9)
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert (box.x, box.y, box.w, box.h) == person
+
+
+def test_detect_batches_do_not_change_results():
+    scene = _scene((48, 32, 16, 32))
+    one = detect(scene, _template_match, window=WINDOW, stride=(8, 8), threshold=0.6, batch_size=1)
+    many = detect(scene, _template_match, window=WINDOW, stride=(8, 8), threshold=0.6, batch_size=1000)
+    assert one == many and one
+
+
+def test_detect_empty_scene_has_no_boxes():
+    assert detect(_scene((0, 0, 0, 0)), _template_match, window=WINDOW, threshold=0.9) == []
