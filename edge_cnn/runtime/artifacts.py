@@ -1,0 +1,119 @@
+"""Which model file the runtime runs, and whether it is the one the manifest describes.
+
+The manifest is the contract: labels, preprocessing, tensor shapes, quantization and a
+sha256 per artifact. A model file that differs from it (edited, truncated, re-exported
+without the manifest) is refused before it is run, because its outputs would be
+silently wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError
+from edge_cnn.io import sha256_file
+from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
+
+RUNNABLE_FORMATS = ("onnx", "tflite")
+DEFAULT_PRECISIONS = ("int8", "fp32")  # the default pick: fastest int8 that passed parity, else fp32
+# Keys of an artifact's parity dict holding its measured median latency, first match wins.
+LATENCY_KEYS = ("latency_p50_ms", "latency_ms", "p50_ms")
+
+
+def resolve(path: str | Path, backend: str = "auto", precision: str | None = None, provider: str = "cpu") -> tuple[Manifest, Artifact]:
+    """An export folder (or run folder with export/), manifest.json, or model file -> (manifest, artifact)."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path if (path / MANIFEST_NAME).is_file() or not (path / "export" / MANIFEST_NAME).is_file() else path / "export"
+        manifest = load_manifest(folder)
+        return manifest, select(manifest, backend, precision, provider)
+    if not path.exists():
+        raise ModelFileError(f"model {path} does not exist: pass an export folder (with manifest.json) or a model file in it")
+    if path.name == MANIFEST_NAME:
+        manifest = load_manifest(path)
+        return manifest, select(manifest, backend, precision, provider)
+    if path.suffix.lower() not in (".onnx", ".tflite"):
+        raise ModelFileError(f"{path} is neither .onnx nor .tflite: pass a model file or its export folder")
+    if not (path.parent / MANIFEST_NAME).is_file():
+        raise ManifestError(
+            f"model {path} has no {MANIFEST_NAME} beside it: the runtime needs the manifest written by "
+            "`edgecnn export` (labels, preprocessing, quantization); keep the export folder together"
+        )
+    manifest = load_manifest(path.parent)
+    artifact = _listed(manifest, path)
+    if precision is not None and artifact.precision != precision:
+        raise EdgeCNNError(f"{path.name} is the {artifact.precision} artifact, not {precision}: pass the export folder to pick by precision")
+    return manifest, artifact
+
+
+def _listed(manifest: Manifest, path: Path) -> Artifact:
+    for artifact in manifest.artifacts:
+        if manifest.artifact_path(artifact).resolve() == path.resolve():
+            return artifact
+    raise ManifestError(f"model {path} is not listed in {path.parent / MANIFEST_NAME}: re-export, or pass the export folder")
+
+
+def latency_ms(artifact: Artifact) -> float:
+    """The artifact's measured median latency from its parity record; infinity when not measured."""
+    for key in LATENCY_KEYS:
+        value = artifact.parity.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+            return float(value)
+    return math.inf
+
+
+def select(manifest: Manifest, backend: str = "auto", precision: str | None = None, provider: str = "cpu") -> Artifact:
+    """Default: the fastest int8 artifact whose parity status is OK, else the fastest OK fp32 one.
+
+    An explicit ``precision`` takes the fastest artifact of it that did not FAIL parity (OK before
+    WARN). LiteRT runs on the CPU only, so a GPU provider restricts the choice to ONNX.
+    """
+    where = manifest.root / MANIFEST_NAME if manifest.root else MANIFEST_NAME
+    if backend not in ("auto",) + RUNNABLE_FORMATS:
+        raise EdgeCNNError(f"backend {backend!r} is unknown: use auto, onnx or tflite")
+    if provider != "cpu" and backend == "tflite":
+        raise EdgeCNNError(f"LiteRT (tflite) runs on the CPU only; provider {provider!r} needs --backend onnx")
+    formats = RUNNABLE_FORMATS if backend == "auto" else (backend,)
+    if provider != "cpu":
+        formats = ("onnx",)
+    candidates = [a for a in manifest.artifacts if a.format in formats and (precision is None or a.precision == precision)]
+    wanted = " ".join(part for part in (precision, "/".join(formats)) if part)
+    if not candidates:
+        present = ", ".join(f"{a.format} {a.precision}" for a in manifest.artifacts) or "none"
+        raise ManifestError(f"{where} lists no {wanted} model (it has: {present}): choose another --precision/--backend or re-export")
+    usable = [a for a in candidates if a.status != "FAILED"]
+    if not usable:
+        raise ManifestError(f"every {wanted} model in {where} FAILED its parity check: choose another --precision or re-export")
+    if precision is None:
+        for default in DEFAULT_PRECISIONS:
+            passed = [a for a in usable if a.precision == default and a.status == "OK"]
+            if passed:
+                return _fastest(passed)
+        usable = [a for a in usable if a.status == "OK"] or usable
+    return _fastest(sorted(usable, key=lambda a: a.status != "OK"))
+
+
+def _fastest(artifacts: list[Artifact]) -> Artifact:
+    """Lowest measured latency; unmeasured ones keep the manifest's order after the measured."""
+    return min(enumerate(artifacts), key=lambda pair: (latency_ms(pair[1]), pair[0]))[1]
+
+
+def verify_file(manifest: Manifest, artifact: Artifact) -> Path:
+    """The artifact's file exists and has the manifest's size and sha256."""
+    path = manifest.artifact_path(artifact)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} listed in the manifest does not exist: re-export, or copy the whole export folder")
+    size = path.stat().st_size
+    if size != artifact.bytes:
+        raise ManifestError(
+            f"model file {path} has {size} bytes but its manifest says {artifact.bytes}: the file is truncated "
+            "or was replaced after export; re-export the model"
+        )
+    digest = sha256_file(path)
+    if digest != artifact.sha256:
+        raise ManifestError(
+            f"model file {path} does not match its manifest (sha256 {digest[:12]}... != {artifact.sha256[:12]}...): "
+            "it was changed after export; re-export the model"
+        )
+    return path

@@ -1,0 +1,82 @@
+"""``edgecnn predict``: the embedded runtime on the command line (no TensorFlow is imported)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edge_cnn.cli import recipe_option
+from edge_cnn.manifest import PRECISIONS
+from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
+from edge_cnn.runtime.backends import PROVIDERS
+from edge_cnn.runtime.predictor import DEFAULT_BATCH, Predictor
+
+
+def collect_images(sources: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders expanded to their image files (recursively, sorted) -> (files, problems)."""
+    files, problems = [], []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                problems.append(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(f"image {path} does not exist")
+    return files, problems
+
+
+def format_line(prediction) -> str:
+    """path<TAB>label<TAB>score, then the rest of the top-k as 'label score' pairs."""
+    line = f"{prediction.path}\t{prediction.label}\t{prediction.score:.4f}"
+    others = ", ".join(f"{label} {score:.4f}" for label, score in prediction.topk[1:])
+    return f"{line}\t{others}" if others else line
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1), help="Classes listed per image.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: path, label, index, score, topk.")
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "onnx", "tflite"]))
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(list(PROVIDERS)), help="ONNX Runtime provider.")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
+@click.option("--precision", default=None, type=click.Choice(list(PRECISIONS)), help="Default: fastest int8 that passed parity, else fp32.")
+@click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(min=1))
+@recipe_option
+def predict(model, images, topk, as_json, backend, provider, threads, precision, batch_size):
+    """Predict the class of each image with an exported model, without TensorFlow.
+
+    MODEL is an export folder (manifest.json), a run folder with export/, or one .onnx/.tflite file of an
+    export. IMAGE may be a file or a folder (its image files, recursively). One line per image on
+    stdout: path, label, score, then the rest of the top-k. An unreadable image is reported on stderr,
+    the others are still predicted, and the exit code is 2.
+
+    \b
+    Examples:
+      edgecnn predict runs/face/export img.png                 # fastest int8 artifact that passed parity
+      edgecnn predict runs/face/export photos/ --json > out.jsonl
+      edgecnn predict runs/face/export/model_fp32.onnx a.png b.png --topk 2
+      edgecnn predict runs/face/export photos/ --backend onnx --provider cuda --precision fp32
+    """
+    predictor = Predictor.load(model, backend=backend, provider=provider, threads=threads, precision=precision)
+    click.echo(f"model: {predictor.describe()}", err=True)
+    files, problems = collect_images(images)
+    for problem in problems:
+        click.secho(f"error: {problem}", fg="red", err=True)
+    bad = len(problems)
+    for path, prediction, error in predictor.predict_files(files, topk=topk, batch_size=batch_size):
+        if error is not None:
+            bad += 1
+            click.secho(f"error: {error}", fg="red", err=True)
+            continue
+        click.echo(json.dumps(prediction.to_dict()) if as_json else format_line(prediction))
+    if bad:
+        click.secho(f"error: {bad} input(s) could not be predicted (see above); the others were", fg="red", err=True)
+        click.get_current_context().exit(2)
+
