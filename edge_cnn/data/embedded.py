@@ -14,15 +14,11 @@ import numpy as np
 from PIL import Image
 
 from edge_cnn.errors import EdgeCNNError
-from edge_cnn.io import atomic_path
+from edge_cnn.io import atomic_path, home_dir
 
 EMBEDDED_DATASETS = {
     "face": "100 LFW face crops + 100 non-face patches, 25x25 grey (scikit-image lfw_subset); classes face, non_face",
 }
-
-
-def edgecnn_home() -> Path:
-    return Path(os.environ.get("EDGECNN_HOME") or "~/.cache/edgecnn").expanduser()
 
 
 def resolve_data(source: str | os.PathLike) -> Path:
@@ -53,7 +49,7 @@ def _lfw_subset_file() -> Path:
 
 def _materialise_face() -> Path:
     """Write the PNGs once; the folder appears whole (temp folder + rename) or not at all."""
-    folder = edgecnn_home() / "datasets" / "face"
+    folder = home_dir() / "datasets" / "face"
     if folder.is_dir():
         return folder
     images = np.load(_lfw_subset_file())  # (200, 25, 25) floats in [0, 1]: 100 faces, then 100 non-faces
