@@ -9,7 +9,7 @@ import click
 from edge_cnn.cli import parse_size
 from edge_cnn.report import print_table, write_reports
 
-OVERVIEW_COLUMNS = ["family", "name", "params", "MACs (G)", "input"]
+OVERVIEW_COLUMNS = ["family", "name", "params", "MACs", "input"]
 LAYER_COLUMNS = ["name", "type", "kernel/stride", "output shape", "params", "macs"]
 
 
@@ -40,13 +40,20 @@ def zoo(ctx: click.Context, family: str | None, as_json: bool, md_path: str | No
         families = sorted({model_info(n).family for n in list_models()})
         raise EdgeCNNError(f"no family {family!r}: use one of {', '.join(families)}")
     rows = _with_progress(names, zoo_table)
-    for row in rows:
-        row["MACs (G)"] = round(row["macs"] / 1e9, 3)
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in r.items() if k != "MACs (G)"} for r in rows], indent=2))
+        click.echo(json.dumps(rows, indent=2))
     else:
-        print_table(rows, OVERVIEW_COLUMNS, title="edgecnn model zoo (params: torchvision convention)")
-    write_reports(rows, md_path=md_path, csv_path=csv_path, columns=OVERVIEW_COLUMNS)
+        print_table([{**r, "MACs": human_count(r["macs"])} for r in rows], OVERVIEW_COLUMNS,
+                    title="edgecnn model zoo (params: torchvision convention)")
+    write_reports(rows, md_path=md_path, csv_path=csv_path, columns=["family", "name", "params", "macs", "input"])
+
+
+def human_count(value: int) -> str:
+    """1814000000 -> '1.81 G', 416000 -> '416 K'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return str(value)
 
 
 def _with_progress(names, make_table):
@@ -81,4 +88,4 @@ def show(name: str, input_size: str | None, channels: int | None, num_classes: i
         click.echo(json.dumps({"name": name, "input": list(shape), **totals}, indent=2))
         return
     print_table(totals["layers"], LAYER_COLUMNS, title=f"{name} at {shape[0]}x{shape[1]}x{shape[2]}")
-    click.echo(f"total: {totals['params']:,} params, {totals['macs'] / 1e9:.3f} G MACs")
+    click.echo(f"total: {totals['params']:,} params, {human_count(totals['macs'])} MACs")
