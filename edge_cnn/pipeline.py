@@ -1,0 +1,149 @@
+"""``edgecnn pipeline``: the main job in one command.
+
+train (the target's recipe) -> export (fp32 + int8 TFLite and ONNX, parity on the test split)
+-> bench (ONNX Runtime and LiteRT on the CPU, CUDA too when a GPU is active, Keras as the
+baseline) -> one summary table of accuracy and latency per artifact, with every path written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from edge_cnn.errors import EdgeCNNError
+
+TARGETS = {
+    "face": "face vs non-face on the embedded scikit-image LFW subset (no download)",
+    "pedestrian": "person vs background 64x128 windows (e.g. ../shared/data/pedestrian)",
+    "faces_id": "identity of a face (a folder like ../shared/data/att_faces)",
+}
+SUMMARY_COLUMNS = ["artifact", "status", "size_mb", "test_accuracy_pct", "agreement_pct", "p50_ms", "images_per_s", "speedup"]
+
+
+def recipe_path(target: str) -> Path:
+    """``models/<target>.yaml`` of the source checkout (the recipes are not inside the package)."""
+    if target not in TARGETS:
+        raise EdgeCNNError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    path = Path(__file__).resolve().parents[1] / "models" / f"{target}.yaml"
+    if not path.is_file():
+        raise EdgeCNNError(f"recipe {path} is missing: run from a source checkout (pip install -e .)")
+    return path
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    run_dir: Path
+    export_dir: Path
+    rows: list[dict[str, Any]]
+    files: dict[str, Path]
+
+
+def gpu_providers() -> list[str]:
+    """['cuda'] when onnxruntime has the CUDA provider and nvidia-smi sees a GPU, else []."""
+    import onnxruntime
+
+    from edge_cnn.bench.machine import gpu_info
+
+    return ["cuda"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() and gpu_info() else []
+
+
+def summary_rows(export_rows: list[dict[str, Any]], bench_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per benchmarked configuration, joined with its artifact's parity facts."""
+    parity = {(row["Format"], row["Precision"]): row for row in export_rows}
+    rows = []
+    for bench in bench_rows:
+        facts = parity.get((bench["format"], bench["precision"]), {})
+        provider = "" if bench["provider"] in ("cpu", "tf") else f" [{bench['provider']}]"
+        rows.append(
+            {
+                "artifact": f"{bench['format']} {bench['precision'] or ''}".strip() + provider,
+                "status": facts.get("Status", bench["status"]) if bench["status"] == "OK" else bench["status"],
+                "size_mb": bench["size_mb"],
+                "test_accuracy_pct": facts.get("Test accuracy (%)"),
+                "agreement_pct": facts.get("Agreement (%)"),
+                "p50_ms": bench["p50_ms"],
+                "images_per_s": bench["images_per_s"],
+                "speedup": bench["speedup"],
+            }
+        )
+    return rows
+
+
+def run_pipeline(
+    target: str = "face",
+    data: str | None = None,
+    out: str | Path | None = None,
+    int8: bool = True,
+    epochs: int | None = None,
+    fine_tune_epochs: int | None = None,
+    runs: int = 50,
+    log: Callable[[str], None] = lambda message: None,
+) -> PipelineResult:
+    from edge_cnn import bench
+    from edge_cnn.cli import load_recipe
+    from edge_cnn.export import export
+    from edge_cnn.io import write_json, write_text
+    from edge_cnn.report import to_markdown
+    from edge_cnn.train import TrainConfig, train
+
+    out = Path(out or Path("runs") / f"pipeline-{target}")
+    settings = load_recipe(recipe_path(target))
+    settings["out"] = str(out / "train")
+    if data is not None:
+        settings["data"] = str(data)
+    for key, value in (("epochs", epochs), ("fine_tune_epochs", fine_tune_epochs)):
+        if value is not None:
+            settings[key] = value
+    log(f"[1/3] train {target}: {settings['data']} -> {settings['out']}")
+    trained = train(TrainConfig.from_dict(settings), verbose=2)
+    if trained.interrupted:
+        raise KeyboardInterrupt
+    log(f"[2/3] export fp32{' + int8' if int8 else ''} TFLite and ONNX -> {trained.run_dir / 'export'}")
+    exported = export(trained.run_dir, int8=int8, log=log)  # into the run, where bench finds model.keras
+    providers = ["cpu", *gpu_providers()]
+    log(f"[3/3] bench on {', '.join(providers)}: every artifact and the Keras baseline, batch 1")
+    report = bench.run([exported.manifest_path.parent], providers=providers, runs=runs, warmup=5, progress=False)
+    files = {
+        "run directory": trained.run_dir,
+        "manifest": exported.manifest_path,
+        "parity report": exported.report_md,
+        "bench": out / "bench.json",
+        "summary": out / "summary.md",
+    }
+    report.write(json_path=files["bench"], md_path=out / "bench.md")
+    rows = summary_rows(exported.rows, report.rows())
+    write_json(out / "summary.json", {"target": target, "machine": report.machine, "rows": rows,
+                                      "files": {k: str(v) for k, v in files.items()}})
+    write_text(files["summary"], f"Target: {target}. Machine: {report.machine_line()}\n\n" + to_markdown(rows, SUMMARY_COLUMNS))
+    failed = exported.failed + [r.row() for r in report.failures]
+    if failed:
+        raise EdgeCNNError(f"{len(failed)} artifact(s) or benchmark(s) failed: see {files['parity report']} and {files['bench']}")
+    return PipelineResult(trained.run_dir, exported.manifest_path.parent, rows, files)
+
+
+@click.command()
+@click.option("--target", type=click.Choice(list(TARGETS)), default="face", show_default=True)
+@click.option("--data", default=None, help="Image folder (default: the recipe's; face uses the embedded set).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: runs/pipeline-TARGET].")
+@click.option("--int8/--no-int8", default=True, show_default=True, help="Also export full-integer TFLite and ONNX.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's stage-1 epochs.")
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=None, help="Override the recipe's stage-2 epochs.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per artifact.")
+def pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs):
+    """Train -> export (fp32 + int8, parity) -> bench -> summary, for a target recipe.
+
+    \b
+    Examples:
+      edgecnn pipeline                                        # face vs non-face, embedded data, a few minutes
+      edgecnn pipeline --target pedestrian --data ../shared/data/pedestrian --out runs/ped
+      edgecnn pipeline --target faces_id --data ../shared/data/att_faces
+    """
+    from edge_cnn.report import print_table
+
+    result = run_pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs, log=click.echo)
+    print_table(result.rows, SUMMARY_COLUMNS, title=f"edgecnn pipeline: {target}")
+    for name, path in result.files.items():
+        click.echo(f"{name}: {path}")

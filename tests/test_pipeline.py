@@ -1,0 +1,39 @@
+"""`edgecnn pipeline` on the embedded face data with tiny settings: every stage, one summary."""
+
+import json
+
+from click.testing import CliRunner
+
+from edge_cnn.cli import main
+from edge_cnn.manifest import load_manifest
+
+
+def test_pipeline_face_end_to_end(tmp_path):
+    out = tmp_path / "face"
+    result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--epochs", "3", "--runs", "5"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    artifacts = [row["artifact"] for row in summary["rows"]]
+    assert artifacts[0].startswith("keras")  # the baseline comes first
+    assert {"tflite fp32", "tflite int8", "onnx fp32", "onnx int8"} <= set(artifacts)
+    for row in summary["rows"]:
+        assert row["status"] in ("OK", "WARN") and row["p50_ms"] > 0
+    exported = {row["artifact"]: row for row in summary["rows"] if not row["artifact"].startswith("keras")}
+    assert exported["tflite fp32"]["agreement_pct"] == 100.0
+    assert exported["tflite int8"]["size_mb"] < 0.5 * exported["tflite fp32"]["size_mb"]
+    manifest = load_manifest(out / "train" / "export")
+    assert {(a.format, a.precision) for a in manifest.artifacts} == {
+        ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")}
+    assert manifest.labels == ["face", "non_face"]
+    for name in ("summary.md", "bench.json", "bench.md"):
+        assert (out / name).is_file()
+    assert "summary:" in result.output and "tflite int8" in result.output
+
+
+def test_pipeline_refuses_unknown_target_and_existing_run(tmp_path):
+    result = CliRunner().invoke(main, ["pipeline", "--target", "cats"])
+    assert result.exit_code == 2 and "cats" in result.output
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "model.keras").write_text("a finished run")
+    result = CliRunner().invoke(main, ["pipeline", "--out", str(tmp_path), "--epochs", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
