@@ -1,0 +1,97 @@
+"""``edgecnn export``: a thin layer over ``edge_cnn.export.export``.
+
+Exit codes: 0 all artifacts OK/WARN, 1 at least one requested artifact FAILED, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import click
+
+from edge_cnn.cli import recipe_option
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("source", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: SOURCE/export).")
+@click.option("--format", default="tflite,onnx", show_default=True, help="Comma list of tflite, onnx, saved_model.")
+@click.option(
+    "--int8", is_flag=True, help="Add full-integer TFLite (int8 I/O) and ONNX int8, calibrated on training images."
+)
+@click.option("--fp16", is_flag=True, help="Add an fp16-weight TFLite model.")
+@click.option("--dynamic", is_flag=True, help="Add a dynamic-range (int8 weights) TFLite model.")
+@click.option("--float-io", is_flag=True, help="Keep float32 input/output tensors on the int8 TFLite model.")
+@click.option("--calib", default=200, show_default=True, help="Number of training images used for int8 calibration.")
+@click.option(
+    "--calib-method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default="minmax",
+    show_default=True,
+    help="ONNX int8 calibration.",
+)
+@click.option(
+    "--calib-data",
+    type=click.Path(),
+    help="Image folder to calibrate on (instead of the training split); "
+    "also the parity images of a bare .keras model.",
+)
+@click.option(
+    "--onnx-format",
+    type=click.Choice(["qdq", "qoperator"]),
+    default="qdq",
+    show_default=True,
+    help="ONNX int8 graph form.",
+)
+@click.option(
+    "--onnx-activations",
+    type=click.Choice(["u8", "s8"]),
+    default="u8",
+    show_default=True,
+    help="ONNX int8 activation type.",
+)
+@click.option("--onnx-per-channel/--onnx-per-tensor", default=True, show_default=True, help="ONNX int8 weight scales.")
+@click.option(
+    "--onnx-reduce-range/--no-onnx-reduce-range",
+    default=True,
+    show_default=True,
+    help="7-bit ONNX weights (avoids u8s8 saturation on AVX2 CPUs without VNNI).",
+)
+@click.option("--opset", default=17, show_default=True, help="ONNX opset.")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning, then int8 artifacts.")
+@click.option("--qat-epochs", default=2, show_default=True)
+@click.option("--prune", type=float, help="Magnitude-prune to this sparsity (0..1), fine-tune, strip.")
+@click.option("--prune-epochs", default=2, show_default=True)
+@click.option("--cluster", type=int, help="Cluster each kernel's weights into this many values, fine-tune, strip.")
+@click.option("--cluster-epochs", default=2, show_default=True)
+@click.option("--preprocess", type=click.Path(), help="preprocess.json (required for a bare .keras SOURCE).")
+@click.option("--labels", type=click.Path(), help="labels.json (a JSON list) for a bare .keras SOURCE.")
+@recipe_option
+def export(source: str, format: str, **options) -> None:
+    """Export a trained model to TFLite / ONNX / SavedModel and check every artifact against Keras.
+
+    SOURCE is a run directory of `edgecnn train` or a bare .keras file (with --preprocess).
+    Writes the artifacts, manifest.json, report.json and report.md to SOURCE/export (or --out)
+    and prints the parity table. Exit code 1 if any artifact FAILED, 2 for bad input.
+
+    \b
+    Examples:
+      edgecnn export runs/ped                                  # fp32 TFLite + ONNX
+      edgecnn export runs/ped --int8                           # + int8 TFLite (int8 I/O) + ONNX QDQ
+      edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
+      edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
+      edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
+      edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic
+      edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
+    """
+    from edge_cnn.export.exporter import COLUMNS
+    from edge_cnn.export.exporter import export as run_export
+    from edge_cnn.report import print_table
+
+    result = run_export(
+        source, formats=format, verbose=1, log=lambda m: click.echo(f"export: {m}", err=True), **options
+    )
+    print_table(result.rows, COLUMNS, title=f"edgecnn export -> {result.manifest_path.parent}")
+    click.echo(f"manifest: {result.manifest_path}\nreport:   {result.report_md}")
+    for line in result.summary["failed"]:
+        click.secho(f"FAILED {line}", fg="red", err=True)
+    if result.failed:
+        click.get_current_context().exit(1)

@@ -1,0 +1,142 @@
+"""Model optimization with tensorflow-model-optimization: QAT, magnitude pruning, weight clustering.
+
+Each fine-tunes on the run's training images (already preprocessed by the caller) and
+returns the model to export plus the facts measured on it: pruning reports the sparsity
+actually reached (not the requested one), clustering the unique values left per kernel.
+tfmot needs Keras 2 (tf_keras) functional or Sequential models.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.export.source import ends_in_softmax
+from edge_cnn.keras import keras
+
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after edge_cnn.keras: tf.keras is tf_keras)
+
+FINE_TUNE_LR = 1e-4  # fine-tuning a trained model: a tenth of a typical training rate
+MAX_BATCH = 32
+KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+def require_tf_keras(model: Any) -> None:
+    """tfmot wraps layers of tf_keras functional/Sequential models only."""
+    if not isinstance(model, keras.Model):
+        raise EdgeCNNError(
+            f"QAT, pruning and clustering need a tf_keras (Keras 2) model, got {type(model).__module__}."
+            f"{type(model).__name__}: build it with edge_cnn.keras"
+        )
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise EdgeCNNError(
+            f"model {model.name!r} is a subclassed Keras model; QAT, pruning and clustering need a functional "
+            "or Sequential model"
+        )
+
+
+def quantization_aware(model, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int = 0):
+    """``quantize_model`` + fine-tune: fake-quant ranges learned on real data."""
+    require_tf_keras(model)
+    qat = tfmot.quantization.keras.quantize_model(_clone(model))
+    history = _fine_tune(qat, x, y, epochs, verbose, ends_in_softmax(model))
+    return qat, {"method": "qat", "epochs": epochs, "fine_tune_loss": history}
+
+
+def prune(model, x: np.ndarray, y: np.ndarray, target: float, epochs: int, verbose: int = 0):
+    """Magnitude pruning to ``target`` sparsity, reached exactly at the last fine-tuning step, then stripped."""
+    require_tf_keras(model)
+    if not 0.0 < target < 1.0:
+        raise EdgeCNNError(f"--prune {target} must be a sparsity between 0 and 1 (e.g. 0.5)")
+    steps = epochs * math.ceil(len(x) / _batch_size(len(x)))
+    frequency = max(1, (steps - 1) // 20)  # tfmot's default of 100 never prunes a short fine-tune
+    end_step = max(1, frequency * ((steps - 1) // frequency))
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=float(target), begin_step=0, end_step=end_step, frequency=frequency
+    )
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(_clone(model), pruning_schedule=schedule)
+    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
+    history = _fine_tune(pruned, x, y, epochs, verbose, ends_in_softmax(model), callbacks)
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    per_layer = kernel_sparsity(stripped)
+    return stripped, {
+        "method": "prune",
+        "target_sparsity": float(target),
+        "epochs": epochs,
+        "fine_tune_loss": history,
+        "measured_sparsity": overall_sparsity(stripped),
+        "sparsity_per_layer": per_layer,
+    }
+
+
+def cluster(model, x: np.ndarray, y: np.ndarray, clusters: int, epochs: int, verbose: int = 0):
+    """Weight clustering (k-means++ centroids) of a clone, fine-tuned, then stripped."""
+    require_tf_keras(model)
+    if clusters < 2:
+        raise EdgeCNNError(f"--cluster {clusters} must be at least 2 clusters (e.g. 16)")
+    clustered = tfmot.clustering.keras.cluster_weights(
+        _clone(model),
+        number_of_clusters=int(clusters),
+        cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS,
+    )
+    history = _fine_tune(clustered, x, y, epochs, verbose, ends_in_softmax(model))
+    stripped = tfmot.clustering.keras.strip_clustering(clustered)
+    return stripped, {
+        "method": "cluster",
+        "clusters": int(clusters),
+        "epochs": epochs,
+        "fine_tune_loss": history,
+        "unique_weights_per_layer": unique_kernel_values(stripped),
+    }
+
+
+def kernels(model) -> dict[str, np.ndarray]:
+    """The prunable/clusterable kernel of every Conv2D, DepthwiseConv2D and Dense layer."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, KERNEL_LAYERS):
+            weight = layer.depthwise_kernel if isinstance(layer, keras.layers.DepthwiseConv2D) else layer.kernel
+            found[layer.name] = weight.numpy()
+    return found
+
+
+def kernel_sparsity(model) -> dict[str, float]:
+    return {name: float(np.mean(w == 0)) for name, w in kernels(model).items()}
+
+
+def overall_sparsity(model) -> float:
+    weights = list(kernels(model).values())
+    total = sum(w.size for w in weights)
+    return float(sum(int(np.sum(w == 0)) for w in weights) / total) if total else 0.0
+
+
+def unique_kernel_values(model) -> dict[str, int]:
+    return {name: int(np.unique(w).size) for name, w in kernels(model).items()}
+
+
+def _clone(model):
+    """tfmot wraps the given layer objects, so fine-tuning would otherwise change the source model."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _batch_size(samples: int) -> int:
+    """At least four steps per epoch, so schedules and fake-quant ranges get several updates."""
+    return max(1, min(MAX_BATCH, samples // 4))
+
+
+def _fine_tune(model, x, y, epochs: int, verbose: int, probabilities: bool, callbacks=()) -> list[float]:
+    if epochs < 1:
+        raise EdgeCNNError(f"fine-tuning needs at least 1 epoch (got {epochs})")
+    if len(x) == 0 or np.any(y < 0):
+        raise EdgeCNNError("fine-tuning needs labelled training images: export a run directory with splits/train.csv")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+    model.compile(keras.optimizers.Adam(FINE_TUNE_LR), loss=loss, metrics=["accuracy"])
+    history = model.fit(
+        x, y, batch_size=_batch_size(len(x)), epochs=epochs, shuffle=True, verbose=verbose, callbacks=list(callbacks)
+    )
+    return [round(float(v), 5) for v in history.history["loss"]]

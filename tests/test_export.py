@@ -1,0 +1,366 @@
+"""Export stage: round trips, parity, manifest, int8, QAT, pruning, clustering, failures and bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_cnn.cli import main
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.export import export
+from edge_cnn.io import sha256_file
+from edge_cnn.keras import keras, layers, tf
+from edge_cnn.manifest import load_manifest
+from edge_cnn.preprocess import PreprocessSpec
+from edge_cnn.run_dir import RunDir
+from edge_cnn.runtime.backends import open_backend
+
+
+def copy_run(tiny_run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files of atomic writes (hidden .NAME.XXXX.tmp*) still lying around."""
+    return [p.name for p in folder.rglob(".*")]
+
+
+def keras_probabilities(run: Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    run_dir = RunDir(run)
+    items = run_dir.read_split(split)
+    x = run_dir.preprocess()([p for p, _ in items])
+    return x, keras.models.load_model(run_dir.model_path).predict(x, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def full_export(tiny_run_dir, tmp_path_factory):
+    run = copy_run(tiny_run_dir, tmp_path_factory.mktemp("full"))
+    result = export(run, formats="tflite,onnx,saved_model", int8=True, fp16=True, dynamic=True)
+    return run, result
+
+
+def by_kind(result, format, precision):
+    (artifact,) = result.manifest.find(format, precision)
+    return artifact, result.manifest.artifact_path(artifact)
+
+
+# --- fp32 / reduced precision round trips ------------------------------------------
+
+
+def test_every_format_and_precision_is_exported_and_passes_parity(full_export):
+    run, result = full_export
+    produced = {(row["Format"], row["Precision"]): row["Status"] for row in result.rows}
+    assert produced == {
+        ("tflite", "fp32"): "OK",
+        ("tflite", "fp16"): "OK",
+        ("tflite", "dynamic"): "OK",
+        ("tflite", "int8"): "OK",
+        ("onnx", "fp32"): "OK",
+        ("onnx", "int8"): "OK",
+        ("saved_model", "fp32"): "OK",
+    }
+    assert result.manifest_path == run / "export" / "manifest.json"
+    assert (run / "export" / "report.md").read_text().count("| OK |") == 7
+    assert json.loads(result.report_json.read_text())["parity_data"] == "test split"
+
+
+def test_float_artifacts_match_keras_within_tolerance(full_export):
+    run, result = full_export
+    x, reference = keras_probabilities(run)
+    for format in ("tflite", "onnx"):
+        artifact, path = by_kind(result, format, "fp32")
+        assert artifact.parity["max_abs_diff"] <= 1e-4
+        backend = open_backend(path)  # independent of export's own parity code
+        assert backend.inputs[0].shape == (-1, 32, 32, 3)
+        np.testing.assert_allclose(backend.run(x)[0], reference, atol=1e-4)
+    artifact, path = by_kind(result, "saved_model", "fp32")
+    served = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (output,) = served(image=tf.constant(x)).values()
+    np.testing.assert_allclose(output.numpy(), reference, atol=1e-4)
+
+
+def test_manifest_validates_and_hashes_match_files(full_export):
+    run, result = full_export
+    manifest = load_manifest(run / "export")
+    assert manifest.labels == ["red", "blue"]
+    assert manifest.preprocess == PreprocessSpec.load(run / "preprocess.json")
+    assert manifest.source_sha256 == sha256_file(run / "model.keras")
+    assert len(manifest.artifacts) == 7
+    for artifact in manifest.artifacts:
+        path = manifest.artifact_path(artifact)
+        if artifact.format != "saved_model":
+            assert artifact.sha256 == sha256_file(path)
+            assert artifact.bytes == path.stat().st_size
+        assert 0 < artifact.gzip_bytes
+        assert artifact.inputs[0].shape[0] == -1 and artifact.inputs[0].layout == "NHWC"
+        assert artifact.outputs[0].meaning == "probabilities"
+    assert leftovers(run / "export") == []
+
+
+def test_int8_tflite_has_int8_io_with_scale_in_manifest(full_export):
+    run, result = full_export
+    artifact, path = by_kind(result, "tflite", "int8")
+    backend = open_backend(path)
+    assert backend.inputs[0].dtype == "int8" and backend.outputs[0].dtype == "int8"
+    assert artifact.inputs[0].dtype == "int8"
+    assert (artifact.inputs[0].quantization.scale, artifact.inputs[0].quantization.zero_point) == backend.inputs[
+        0
+    ].quantization
+    assert (artifact.outputs[0].quantization.scale, artifact.outputs[0].quantization.zero_point) == backend.outputs[
+        0
+    ].quantization
+    # quantize the test images by hand with the manifest's numbers: the device's view of the model
+    x, reference = keras_probabilities(run)
+    scale, zero_point = artifact.inputs[0].quantization.scale, artifact.inputs[0].quantization.zero_point
+    q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+    out = backend.run(q)[0].astype(np.float32)
+    probabilities = (out - artifact.outputs[0].quantization.zero_point) * artifact.outputs[0].quantization.scale
+    assert np.mean(probabilities.argmax(1) == reference.argmax(1)) >= 0.875
+    assert artifact.bytes < by_kind(result, "tflite", "fp32")[0].bytes
+
+
+def test_onnx_int8_is_qdq_and_agrees(full_export):
+    import onnx
+
+    _, result = full_export
+    artifact, path = by_kind(result, "onnx", "int8")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert artifact.parity["agreement"] >= 87.5
+    assert artifact.parity["accuracy_drop_pp"] <= 12.5
+
+
+# --- optimization ----------------------------------------------------------------------
+
+
+def test_qat_gives_int8_artifacts_without_second_quantization(tiny_run_dir, tmp_path, monkeypatch):
+    import onnx
+
+    from edge_cnn.export import onnx_quant
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("quantize_static must not run on a QAT graph")
+
+    monkeypatch.setattr(onnx_quant, "quantize_static", forbidden)
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, qat=True, qat_epochs=1)
+    assert [(r["Format"], r["Precision"], r["Status"]) for r in result.rows] == [
+        ("tflite", "int8", "OK"),
+        ("onnx", "int8", "OK"),
+    ]
+    tflite, tflite_path = by_kind(result, "tflite", "int8")
+    assert tflite.optimization["method"] == "qat" and tflite_path.name == "model_qat_int8.tflite"
+    assert open_backend(tflite_path).inputs[0].dtype == "int8"
+    _, onnx_path = by_kind(result, "onnx", "int8")
+    graph = onnx.load(str(onnx_path)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    produced_by = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:  # a second quantization pass would put Q right after DQ
+        if node.op_type == "QuantizeLinear" and node.input[0] in produced_by:
+            assert produced_by[node.input[0]].op_type != "DequantizeLinear"
+
+
+def test_qat_refuses_a_model_that_was_never_trained(tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    trained = keras.models.load_model(run / "model.keras")
+    untrained = keras.models.clone_model(trained)
+    untrained.save(run / "model.keras")
+    with pytest.raises(EdgeCNNError, match="never trained"):
+        export(run, qat=True)
+
+
+def test_pruning_reaches_the_measured_target_sparsity(tiny_run_dir, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, formats=["tflite"], prune=0.5, prune_epochs=2)
+    artifact, path = by_kind(result, "tflite", "fp32")
+    facts = artifact.optimization
+    assert facts["method"] == "prune" and facts["target_sparsity"] == 0.5
+    assert abs(facts["measured_sparsity"] - 0.5) < 0.05
+    assert set(facts["sparsity_per_layer"]) == {"conv0", "conv1", "predictions"}
+    assert artifact.status == "OK" and artifact.parity["max_abs_diff"] <= 1e-4
+    # count the zeros in the shipped file's conv kernels, not in export's own report
+    interpreter = Interpreter(model_path=str(path))
+    kernels = [
+        interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if len(d["shape"]) == 4
+        and d["shape"][0] in (8, 16)
+        and d["dtype"] == np.float32
+        and "conv" in d["name"].lower()
+    ]
+    assert kernels and all(abs(np.mean(k == 0) - 0.5) < 0.05 for k in kernels)
+
+
+def test_clustering_leaves_at_most_n_values_per_kernel_and_keeps_the_source(tiny_run_dir):
+    from edge_cnn.export import optimize
+
+    run = RunDir(tiny_run_dir)
+    model = keras.models.load_model(run.model_path)
+    before = [w.copy() for w in model.get_weights()]
+    x = run.preprocess()([p for p, _ in run.read_split("train")])
+    y = np.array([label for _, label in run.read_split("train")])
+    clustered, facts = optimize.cluster(model, x, y, clusters=4, epochs=1)
+    for name in ("conv0", "conv1", "predictions"):
+        assert np.unique(clustered.get_layer(name).kernel.numpy()).size <= 4
+        assert facts["unique_weights_per_layer"][name] <= 4
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # clone, not mutated
+    assert np.mean(clustered.predict(x, verbose=0).argmax(1) == y) >= 0.9  # still does the task
+
+
+@pytest.mark.parametrize("method", ["prune", "quantization_aware"])
+def test_optimizations_leave_the_source_model_untouched(method, tiny_run_dir):
+    from edge_cnn.export import optimize
+
+    run = RunDir(tiny_run_dir)
+    model = keras.models.load_model(run.model_path)
+    before = [w.copy() for w in model.get_weights()]
+    x = run.preprocess()([p for p, _ in run.read_split("train")])
+    y = np.array([label for _, label in run.read_split("train")])
+    target = 0.5 if method == "prune" else None
+    optimized, _ = optimize.prune(model, x, y, target, 1) if target else optimize.quantization_aware(model, x, y, 1)
+    assert optimized is not model
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_optimization_refuses_non_tf_keras_models():
+    from edge_cnn.export import optimize
+
+    with pytest.raises(EdgeCNNError, match="tf_keras"):
+        optimize.require_tf_keras(object())
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def test_unconvertible_op_fails_the_onnx_artifact_loudly():
+    from edge_cnn.export.onnx import ConversionError, convert_onnx
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, layers.Lambda(tf.math.lgamma)(inputs))
+    with pytest.raises(ConversionError, match="Lgamma"):
+        convert_onnx(model)
+
+
+def test_a_failing_format_does_not_block_the_others(tiny_run_dir, tmp_path, monkeypatch):
+    import tf2onnx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_keras", broken)
+    run = copy_run(tiny_run_dir, tmp_path)
+    outcome = CliRunner().invoke(main, ["export", str(run)])
+    assert outcome.exit_code == 1, outcome.output
+    assert "converter exploded" in outcome.output
+    report = json.loads((run / "export" / "report.json").read_text())
+    statuses = {(r["Format"], r["Precision"]): r["Status"] for r in report["rows"]}
+    assert statuses == {("tflite", "fp32"): "OK", ("onnx", "fp32"): "FAILED"}
+    manifest = load_manifest(run / "export")
+    assert [a.format for a in manifest.artifacts] == ["tflite"]
+    assert (run / "export" / "model_fp32.tflite").is_file()
+    assert not list((run / "export").glob("*.onnx")) and leftovers(run / "export") == []
+
+
+def test_an_artifact_failing_after_it_was_written_leaves_no_file(tiny_run_dir, tmp_path, monkeypatch):
+    from edge_cnn.export import parity
+
+    real_load = parity.load_artifact
+
+    def load(path, format):
+        assert path.is_file() and path.name.startswith(".")  # written to a temporary name first
+        if format == "onnx":
+            raise RuntimeError("runtime refused it")
+        return real_load(path, format)
+
+    monkeypatch.setattr(parity, "load_artifact", load)
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, out=tmp_path / "out")
+    assert [r["Status"] for r in result.rows] == ["OK", "FAILED"]
+    assert "runtime refused it" in result.rows[1]["Note"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "manifest.json",
+        "model_fp32.tflite",
+        "report.json",
+        "report.md",
+    ]
+
+
+def test_bare_keras_file_calibrates_on_an_image_folder_with_float_io(tiny_run_dir, tmp_path, square_images):
+    result = export(
+        tiny_run_dir / "model.keras",
+        out=tmp_path / "bare",
+        formats=["tflite"],
+        int8=True,
+        preprocess=tiny_run_dir / "preprocess.json",
+        calib_data=square_images,
+        calib=16,
+        float_io=True,
+    )
+    assert [r["Status"] for r in result.rows] == ["OK", "OK"]
+    int8 = result.manifest.find("tflite", "int8")[0]
+    assert int8.inputs[0].dtype == "float32" and int8.inputs[0].quantization is None  # --float-io
+    assert result.summary["parity_data"].startswith("--calib-data") and result.summary["calibration_images"] == 16
+    assert result.rows[0]["Test accuracy (%)"] is None and result.rows[1]["Agreement (%)"] >= 90
+    assert load_manifest(tmp_path / "bare").labels == ["class0", "class1"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_run", "does not exist"),
+        ("no_preprocess", "no preprocess.json"),
+        ("unknown_format", "format coreml is unknown"),
+        ("truncated_keras", "cannot be loaded"),
+        ("bare_without_preprocess", "needs --preprocess"),
+        ("bare_int8_without_calibration", "--calib-data"),
+        ("fp16_without_tflite", "TFLite precisions"),
+        ("qat_and_prune", "exclusive"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(case, message, tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    preprocess = ["--preprocess", str(run / "preprocess.json")]
+    if case == "missing_run":
+        args = [str(tmp_path / "nowhere")]
+    elif case == "no_preprocess":
+        (run / "preprocess.json").unlink()
+        args = [str(run)]
+    elif case == "unknown_format":
+        args = [str(run), "--format", "tflite,coreml"]
+    elif case == "truncated_keras":
+        data = (run / "model.keras").read_bytes()
+        (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+        args = [str(tmp_path / "cut.keras"), *preprocess]
+    elif case == "bare_without_preprocess":
+        args = [str(run / "model.keras")]
+    elif case == "bare_int8_without_calibration":
+        args = [str(run / "model.keras"), *preprocess, "--int8"]
+    elif case == "fp16_without_tflite":
+        args = [str(run), "--format", "onnx", "--fp16"]
+    else:
+        args = [str(run), "--qat", "--prune", "0.5"]
+    outcome = CliRunner().invoke(main, ["export", *args])
+    assert outcome.exit_code == 2, outcome.output
+    assert message in outcome.output
+    assert not (run / "export").exists() and not (tmp_path / "cut_export").exists()
+
+
+def test_cli_recipe_keys_are_flag_names(tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    recipe = tmp_path / "export.yaml"
+    recipe.write_text("format: tflite\nout: " + str(tmp_path / "from_recipe") + "\n")
+    outcome = CliRunner().invoke(main, ["export", str(run), "--recipe", str(recipe)])
+    assert outcome.exit_code == 0, outcome.output
+    report = json.loads((tmp_path / "from_recipe" / "report.json").read_text())
+    assert [(r["Format"], r["Status"]) for r in report["rows"]] == [("tflite", "OK")]
+
+
+def test_cli_help_shows_examples():
+    outcome = CliRunner().invoke(main, ["export", "--help"])
+    assert outcome.exit_code == 0
+    assert "edgecnn export runs/ped --int8" in outcome.output and "--calib-method" in outcome.output
