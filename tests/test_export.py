@@ -364,3 +364,23 @@ def test_cli_help_shows_examples():
     outcome = CliRunner().invoke(main, ["export", "--help"])
     assert outcome.exit_code == 0
     assert "edgecnn export runs/ped --int8" in outcome.output and "--calib-method" in outcome.output
+
+
+def test_grouped_convolutions_convert_to_onnx(tmp_path):
+    """ResNeXt's grouped Conv2D must not be left as an unconvertible PartitionedCall."""
+    import numpy as np
+
+    from edge_cnn.export.onnx import convert_onnx, unconverted_ops
+    from edge_cnn.keras import keras, layers
+    from edge_cnn.runtime.backends import open_backend
+
+    inputs = keras.Input((8, 8, 8), name="image")
+    x = layers.Conv2D(8, 3, padding="same", groups=4, use_bias=False)(inputs)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    proto = convert_onnx(model)
+    assert unconverted_ops(proto) == []
+    assert "Conv" in {node.op_type for node in proto.graph.node}
+    path = tmp_path / "grouped.onnx"
+    path.write_bytes(proto.SerializeToString())
+    x = np.random.default_rng(0).random((2, 8, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(open_backend(path).run(x)[0], model(x).numpy(), atol=1e-5)

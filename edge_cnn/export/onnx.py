@@ -25,6 +25,7 @@ class ConversionError(RuntimeError):
 
 def convert_onnx(model, opset: int = 17) -> onnx.ModelProto:
     """tf_keras model -> checked ONNX ModelProto whose input keeps the Keras input name."""
+    _plain_grouped_convolutions(model)
     input_shape = tuple(model.inputs[0].shape[1:])
     signature = (tf.TensorSpec((None, *input_shape), tf.float32, name=model.input_names[0]),)
     with _captured_errors("tf2onnx") as messages:
@@ -38,6 +39,14 @@ def convert_onnx(model, opset: int = 17) -> onnx.ModelProto:
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the ONNX graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
     return proto
+
+
+def _plain_grouped_convolutions(model) -> None:
+    """tf_keras runs a grouped Conv2D through an XLA-compiled function that tf2onnx leaves as an
+    unconvertible PartitionedCall (onnx/tensorflow-onnx#2099); the plain op computes the same."""
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv2D) and getattr(layer, "groups", 1) > 1:
+            layer._jit_compiled_convolution_op = layer.convolution_op
 
 
 def unconverted_ops(proto: onnx.ModelProto) -> list[str]:
