@@ -1,0 +1,215 @@
+"""Per-epoch machinery: learning-rate schedule, checkpoints, best weights and history.
+
+An interrupted run loses at most the epoch in progress: after every epoch the weights,
+the optimizer state and the position in the plan (stage, epoch, best metric, learning
+rate) are written to ``checkpoints/epoch-NNNN/`` through a temporary folder that is
+renamed into place, and only then does ``checkpoints/latest.json`` (also written
+atomically) point at it. A resume keeps the history rows up to that epoch only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.io import atomic_path, write_json, write_text
+import numpy as np
+
+from edge_cnn.keras import keras
+from edge_cnn.report import to_csv
+
+HISTORY_COLUMNS = ["epoch", "stage", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "time_s"]
+
+
+# --- learning rate ----------------------------------------------------------------
+
+def epoch_learning_rate(base_lr: float, index: int, stage_epochs: int, schedule: str, warmup: int) -> float | None:
+    """Learning rate of the ``index``-th epoch of a stage (None: leave it to ReduceLROnPlateau).
+
+    Linear warm-up to ``base_lr`` over ``warmup`` epochs, then cosine decay over the rest of
+    the stage, a constant rate, or the plateau rule.
+    """
+    if index < warmup:
+        return base_lr * (index + 1) / (warmup + 1)
+    if schedule == "constant" or (schedule == "plateau" and index == warmup):
+        return base_lr
+    if schedule == "plateau":
+        return None
+    decay_epochs = max(1, stage_epochs - warmup)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * (index - warmup) / decay_epochs))
+
+
+class StageSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's rate at the start of each epoch of one stage."""
+
+    def __init__(self, base_lr: float, stage_start: int, stage_epochs: int, schedule: str, warmup: int):
+        super().__init__()
+        self.base_lr, self.stage_start, self.stage_epochs = base_lr, stage_start, stage_epochs
+        self.schedule, self.warmup = schedule, warmup
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        rate = epoch_learning_rate(self.base_lr, epoch - self.stage_start, self.stage_epochs, self.schedule, self.warmup)
+        if rate is not None:
+            self.model.optimizer.learning_rate.assign(rate)
+
+
+# --- checkpoints ------------------------------------------------------------------
+
+def _save_arrays(path: Path, arrays: list) -> None:
+    with atomic_path(path) as tmp:
+        np.savez(tmp, *arrays)
+
+
+def load_arrays(path: str | Path) -> list:
+    with np.load(path) as data:
+        return [data[f"arr_{index}"] for index in range(len(data.files))]
+
+
+class Checkpoints:
+    """``checkpoints/epoch-NNNN/`` (model.npz, optimizer.npz, state.json), ``best_weights.npz``
+    and ``checkpoints/latest.json``; only the newest epoch folder is kept.
+
+    The values are copied to numpy at the end of the epoch (milliseconds) and written by a
+    background thread while the next epoch trains; ``wait()`` joins it (done before the
+    next write, at the end of a stage and on Ctrl-C), so the files always describe one epoch.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.latest_path = self.directory / "latest.json"
+        self.best_path = self.directory / "best_weights.npz"
+        self._writer: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def save(self, model, optimizer, state: dict[str, Any], best_weights: list | None = None) -> None:
+        state = {**state, "lr": float(keras.backend.get_value(optimizer.learning_rate))}
+        snapshot = (model.get_weights(), [variable.numpy() for variable in optimizer.variables])
+        self.wait()
+        self._writer = threading.Thread(target=self._write, args=(snapshot, state, best_weights), daemon=False)
+        self._writer.start()
+
+    def _write(self, snapshot, state: dict[str, Any], best_weights: list | None) -> None:
+        try:
+            if best_weights is not None:
+                _save_arrays(self.best_path, best_weights)
+            name = f"epoch-{state['epoch']:04d}"
+            with atomic_path(self.directory / name) as tmp:
+                tmp.mkdir()
+                np.savez(tmp / "model.npz", *snapshot[0])
+                np.savez(tmp / "optimizer.npz", *snapshot[1])
+                write_json(tmp / "state.json", state)
+            write_json(self.latest_path, {**state, "checkpoint": name})
+            for old in self.directory.glob("epoch-*"):
+                if old.name != name and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+        except BaseException as exc:  # noqa: BLE001  re-raised in the training thread by wait()
+            self._failure = exc
+
+    def wait(self) -> None:
+        """Block until the last checkpoint is on disk; raise what writing it raised."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise EdgeCNNError(f"writing a checkpoint to {self.directory} failed: {failure}") from failure
+
+    def mark(self, state: dict[str, Any]) -> None:
+        """Update the state of the newest checkpoint (e.g. its stage is finished)."""
+        self.wait()
+        latest = self.latest()
+        if latest is not None:
+            write_json(self.latest_path, {**latest, **state, "checkpoint": latest["checkpoint"]})
+
+    def latest(self) -> dict[str, Any] | None:
+        if not self.latest_path.is_file():
+            return None
+        return json.loads(self.latest_path.read_text())
+
+    def restore(self, model, optimizer=None) -> dict[str, Any]:
+        """Load the newest checkpoint into ``model`` (and ``optimizer``, whose variables must exist)."""
+        state = self.latest()
+        if state is None:
+            raise EdgeCNNError(f"{self.directory} holds no checkpoint: nothing to resume (train without --resume)")
+        folder = self.directory / state["checkpoint"]
+        model.set_weights(load_arrays(folder / "model.npz"))
+        if optimizer is not None:
+            values = load_arrays(folder / "optimizer.npz")
+            if len(values) != len(optimizer.variables):
+                raise EdgeCNNError(f"{folder} does not match this optimizer: resume with the run's own config.yaml")
+            for variable, value in zip(optimizer.variables, values):
+                variable.assign(value)
+            optimizer.learning_rate.assign(state["lr"])
+        return state
+
+
+# --- history ----------------------------------------------------------------------
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text if text != "" else None
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    write_text(path, to_csv(rows, HISTORY_COLUMNS))
+
+
+# --- the per-epoch recorder ---------------------------------------------------------
+
+class RunRecorder(keras.callbacks.Callback):
+    """After each epoch: history row, best weights (val accuracy, ties broken by lower val
+    loss) saved atomically, then the checkpoint. Keep it first among the callbacks so a
+    later callback that stops or interrupts the run never skips it."""
+
+    def __init__(self, run, checkpoints: Checkpoints, history: list[dict], state: dict[str, Any], monitor_val: bool):
+        super().__init__()
+        self.run, self.checkpoints, self.history, self.state = run, checkpoints, history, state
+        self.prefix = "val_" if monitor_val else ""
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = dict(logs or {})
+        row = {key: logs.get(key) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        row.update(
+            epoch=epoch + 1,
+            stage=self.state["stage"],
+            lr=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
+            time_s=round(time.perf_counter() - self._started, 4),
+        )
+        self.history.append(row)
+        best_weights = self._best_weights(epoch + 1, logs)
+        self.state["epoch"] = epoch + 1
+        write_history(self.run.history_path, self.history)
+        self.checkpoints.save(self.model, self.model.optimizer, dict(self.state), best_weights)
+
+    def _best_weights(self, epoch: int, logs: dict) -> list | None:
+        """A copy of the weights when this epoch is the best so far, else None."""
+        accuracy = float(logs.get(f"{self.prefix}accuracy", float("nan")))
+        loss = float(logs.get(f"{self.prefix}loss", float("inf")))
+        best = self.state.get("best")
+        better = best is None or accuracy > best["accuracy"] or (accuracy == best["accuracy"] and loss < best["loss"])
+        if not better:
+            return None
+        self.state["best"] = {"epoch": epoch, "accuracy": accuracy, "loss": loss, "metric": f"{self.prefix}accuracy"}
+        return self.model.get_weights()

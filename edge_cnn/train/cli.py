@@ -1,0 +1,149 @@
+"""``edgecnn train`` and ``edgecnn evaluate``: thin layers over ``train()`` and ``evaluate_run()``."""
+
+from __future__ import annotations
+
+import click
+
+from edge_cnn.cli import parse_size, recipe_option
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.train.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+
+DEFAULTS = TrainConfig()
+
+
+def _size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        height, width = parse_size(value)
+    except EdgeCNNError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return f"{height}x{width}"
+
+
+def _augment_options(function):
+    options = [
+        click.option("--augment/--no-augment", default=DEFAULTS.augment, show_default=True,
+                     help="Switch the photo augmentation defaults on (rotation 10, shifts/zoom 0.1, hflip, "
+                          "brightness/contrast 0.1); the keys below override them."),
+        click.option("--rotation", type=float, help="Rotation range, +- degrees."),
+        click.option("--width-shift", type=float, help="Horizontal shift, +- fraction of the width."),
+        click.option("--height-shift", type=float, help="Vertical shift, +- fraction of the height."),
+        click.option("--shear", type=float, help="Shear, +- degrees."),
+        click.option("--zoom", type=float, help="Zoom, +- fraction."),
+        click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips."),
+        click.option("--brightness", type=float, help="Brightness jitter, +- fraction of 255."),
+        click.option("--contrast", type=float, help="Contrast jitter, factor 1 +- this."),
+        click.option("--cutout", type=float, help="Cutout square side, fraction of the shorter side."),
+        click.option("--mixup", type=float, help="Mixup Beta(alpha, alpha) alpha (0 = off)."),
+        click.option("--cutmix", type=float, help="CutMix Beta(alpha, alpha) alpha (0 = off)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+EXAMPLES = """
+\b
+Examples:
+  edgecnn train --data face --out runs/face                      # embedded faces, no download
+  edgecnn train --data ../shared/data/pedestrian --model mobilenet_v2 --width 0.35 \\
+                --img-size 128x64 --epochs 10 --fine-tune-epochs 5 --out runs/ped
+  edgecnn train --recipe models/pedestrian.yaml --data DIR --out runs/ped2   # flags override the recipe
+  edgecnn train --out runs/ped --resume                          # continue after Ctrl-C
+  edgecnn train --data DIR --weights runs/ped --out runs/ped-ft  # start from another run's backbone
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@recipe_option
+@click.option("--data", default=DEFAULTS.data, show_default=True,
+              help="Image folder (one sub-folder per class, or train/ val/ test/) or an embedded set: face.")
+@click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL).")
+@click.option("--model", default=DEFAULTS.model, show_default=True, help="Backbone from `edgecnn zoo`.")
+@click.option("--width", type=float, default=None, help="Width multiplier of the family (alpha, width).")
+@click.option("--img-size", default=None, callback=_size, help="Input HxW, e.g. 128x64 (default: the model's).")
+@click.option("--color", type=click.Choice(["rgb", "grayscale"]), default=DEFAULTS.color, show_default=True)
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Stage 1 epochs.")
+@click.option("--fine-tune-epochs", type=int, default=DEFAULTS.fine_tune_epochs, show_default=True,
+              help="Stage 2 epochs (0 skips fine-tuning).")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Stage 1 learning rate.")
+@click.option("--fine-tune-lr", type=float, default=DEFAULTS.fine_tune_lr, show_default=True)
+@click.option("--unfreeze", default=DEFAULTS.unfreeze, show_default=True,
+              help="Stage 2: number of top weighted backbone layers to train, or 'all' (BN stays frozen).")
+@click.option("--weights", default=DEFAULTS.weights, show_default=True,
+              help="Initial backbone weights: none, imagenet (local Keras cache only), or a run dir / .keras file.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True)
+@click.option("--momentum", type=float, default=DEFAULTS.momentum, show_default=True, help="SGD momentum.")
+@click.option("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, show_default=True)
+@click.option("--l2", type=float, default=DEFAULTS.l2, show_default=True, help="L2 factor on every kernel.")
+@click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True, help="Dropout before the head.")
+@click.option("--class-weights/--no-class-weights", default=DEFAULTS.class_weights, show_default=True,
+              help="Balanced class weights for imbalanced data.")
+@click.option("--early-stopping", type=int, default=DEFAULTS.early_stopping, show_default=True,
+              help="Patience in epochs on the validation loss (0 = off).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True)
+@click.option("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs, show_default=True)
+@click.option("--val", type=float, default=DEFAULTS.val, show_default=True, help="Validation fraction.")
+@click.option("--test", type=float, default=DEFAULTS.test, show_default=True, help="Test fraction.")
+@click.option("--group-by", default=None, help="Regex on file names; files sharing its group stay in one split.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy, show_default=True,
+              help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+@_augment_options
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+def train(resume: bool, quiet: bool, **settings) -> None:
+    """Train a zoo backbone with a new head on an image folder; write a run directory.
+
+    Two stages: the head on a frozen backbone (the whole net from scratch with --weights none),
+    then fine-tuning of the top --unfreeze layers at --fine-tune-lr. Ctrl-C keeps every
+    finished epoch; --resume continues.
+    """
+    from edge_cnn.report import print_table
+    from edge_cnn.train.metrics import per_class_rows, summary_rows
+    from edge_cnn.train.trainer import train as run_training
+
+    if resume:
+        if not settings["out"]:
+            raise EdgeCNNError("--resume needs --out: the run directory to continue")
+        config = TrainConfig(out=settings["out"])
+    else:
+        config = TrainConfig.from_dict(settings)
+    result = run_training(config, resume=resume, verbose=2 if quiet else 1)
+    if result.interrupted:
+        click.secho(f"interrupted; resume with: {result.resume_command}", fg="yellow", err=True)
+        raise SystemExit(130)
+    metrics = result.metrics
+    print_table(summary_rows(metrics), title=f"{result.run_dir}")
+    print_table(per_class_rows(metrics[metrics["confusion_split"]]), title=f"{metrics['confusion_split']} split")
+    click.echo(f"run directory: {result.run_dir} (model.keras, metrics.json, curves.png, confusion.png)")
+
+
+@click.command(epilog="""
+\b
+Examples:
+  edgecnn evaluate runs/face --data face
+  edgecnn evaluate runs/ped --data ../shared/data/pedestrian --json
+""")
+@recipe_option
+@click.argument("run", type=click.Path())
+@click.option("--data", required=True, help="Image folder whose class folders carry the run's label names.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of tables.")
+def evaluate(run: str, data: str, batch_size: int, as_json: bool) -> None:
+    """Re-evaluate a finished run's model.keras on another image folder."""
+    import json
+
+    from edge_cnn.report import print_table
+    from edge_cnn.train.evaluate import evaluate_run
+    from edge_cnn.train.metrics import per_class_rows
+
+    metrics = evaluate_run(run, data, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    print_table([{"images": metrics["images"], "accuracy": metrics["accuracy"], "loss": metrics["loss"],
+                  "macro F1": metrics["macro_f1"], "skipped": len(metrics["skipped"])}], title=f"{run} on {data}")
+    print_table(per_class_rows(metrics), title="per class")

@@ -1,0 +1,200 @@
+"""``TrainConfig``: every setting of a training run, named like its ``edgecnn train`` flag.
+
+The dataclass is the recipe: ``config.yaml`` in the run directory is ``to_dict()`` of the
+*resolved* config (defaults filled in, overrides applied), so it can be passed back as
+``--recipe`` and reproduces the run. No TensorFlow here: the CLI validates without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from edge_cnn.errors import EdgeCNNError
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "plateau", "constant")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+COLORS = ("rgb", "grayscale")
+# TrainConfig key -> AugmentConfig field (the flag says hflip, the data layer horizontal_flip)
+AUGMENT_KEYS = {
+    "rotation": "rotation",
+    "width_shift": "width_shift",
+    "height_shift": "height_shift",
+    "shear": "shear",
+    "zoom": "zoom",
+    "hflip": "horizontal_flip",
+    "brightness": "brightness",
+    "contrast": "contrast",
+    "cutout": "cutout",
+    "mixup": "mixup",
+    "cutmix": "cutmix",
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run. Augmentation keys left ``None`` take the photo default when
+    ``augment`` is on and 0/off when it is off."""
+
+    data: str = "face"
+    out: str | None = None
+    model: str = "small_convnet"
+    width: float | None = None
+    img_size: str | None = None
+    color: str = "rgb"
+    epochs: int = 10
+    fine_tune_epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    fine_tune_lr: float = 1e-5
+    unfreeze: str = "all"
+    weights: str = "none"
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.2
+    class_weights: bool = True
+    early_stopping: int = 0
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    val: float = 0.15
+    test: float = 0.15
+    group_by: str | None = None
+    seed: int = 0
+    strategy: str = "auto"
+    augment: bool = False
+    rotation: float | None = None
+    width_shift: float | None = None
+    height_shift: float | None = None
+    shear: float | None = None
+    zoom: float | None = None
+    hflip: bool | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    cutout: float | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # --- checks -----------------------------------------------------------
+    def validate(self) -> None:
+        """Reject impossible settings up front, naming the flag (before any epoch runs)."""
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("color", self.color, COLORS)
+        if self.img_size is not None:
+            from edge_cnn.cli import parse_size
+
+            parse_size(self.img_size)
+        for name in ("epochs", "fine_tune_epochs", "early_stopping", "warmup_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise EdgeCNNError(f"--{_flag(name)} must be >= 0; got {getattr(self, name)}")
+        if self.epochs + self.fine_tune_epochs < 1:
+            raise EdgeCNNError("--epochs plus --fine-tune-epochs must be at least 1")
+        if int(self.batch_size) < 1:
+            raise EdgeCNNError(f"--batch-size must be >= 1; got {self.batch_size}")
+        for name in ("lr", "fine_tune_lr"):
+            if not float(getattr(self, name)) > 0:
+                raise EdgeCNNError(f"--{_flag(name)} must be > 0; got {getattr(self, name)}")
+        for name in ("label_smoothing", "dropout", "momentum"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise EdgeCNNError(f"--{_flag(name)} must be in [0, 1); got {getattr(self, name)}")
+        if float(self.l2) < 0:
+            raise EdgeCNNError(f"--l2 must be >= 0; got {self.l2}")
+        if not (0 <= float(self.val) < 1 and 0 <= float(self.test) < 1 and self.val + self.test < 1):
+            raise EdgeCNNError(f"--val {self.val} and --test {self.test} must be fractions summing to less than 1")
+        self.unfreeze_layers()
+        if self.group_by:
+            try:
+                re.compile(self.group_by)
+            except re.error as exc:
+                raise EdgeCNNError(f"--group-by {self.group_by!r} is not a regular expression ({exc})") from None
+        if self.width is not None and not float(self.width) > 0:
+            raise EdgeCNNError(f"--width must be > 0; got {self.width}")
+
+    def unfreeze_layers(self) -> int | None:
+        """``--unfreeze``: None for 'all', else the number of top weighted backbone layers."""
+        text = str(self.unfreeze).strip().lower()
+        if text == "all":
+            return None
+        if not text.isdigit():
+            raise EdgeCNNError(f"--unfreeze must be a number of layers or 'all'; got {self.unfreeze!r}")
+        return int(text)
+
+    # --- derived settings -------------------------------------------------
+    def size(self) -> tuple[int, int]:
+        from edge_cnn.cli import parse_size
+
+        if self.img_size is None:
+            raise EdgeCNNError("img_size is not resolved yet")
+        return parse_size(self.img_size)
+
+    def augment_values(self) -> dict[str, Any]:
+        """AugmentConfig keyword arguments: explicit keys win over the photo defaults."""
+        from edge_cnn.data import AugmentConfig
+
+        base = AugmentConfig.photo_defaults().to_dict() if self.augment else AugmentConfig().to_dict()
+        for key, field in AUGMENT_KEYS.items():
+            value = getattr(self, key)
+            if value is not None:
+                base[field] = value
+        return base
+
+    def resolved(self, default_size: tuple[int, int]) -> "TrainConfig":
+        """The effective recipe: image size and every augmentation key filled in."""
+        values = self.to_dict()
+        if values["img_size"] is None:
+            values["img_size"] = f"{default_size[0]}x{default_size[1]}"
+        else:
+            height, width = self.size()
+            values["img_size"] = f"{height}x{width}"
+        augment = self.augment_values()
+        for key, field in AUGMENT_KEYS.items():
+            values[key] = augment[field]
+        return TrainConfig.from_dict(values)
+
+    # --- serialisation ----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = {str(key).replace("-", "_"): value for key, value in data.items()}
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EdgeCNNError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from edge_cnn.io import write_text
+
+        return write_text(path, self.to_yaml())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        from edge_cnn.cli import load_recipe
+
+        return cls.from_dict(load_recipe(path))
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EdgeCNNError(f"--{_flag(name)} {value!r} is unknown: use one of {', '.join(choices)}")

@@ -1,0 +1,359 @@
+"""``train(config) -> RunResult``: data -> two-stage transfer learning -> run directory.
+
+Stage 1 trains the head on a frozen backbone when the run starts from weights
+(``--weights imagenet|PATH``) and the whole network from scratch (``--weights none``).
+Stage 2 fine-tunes the top ``--unfreeze`` layers (BatchNormalization kept in inference
+mode) at ``--fine-tune-lr``, with a fresh optimizer. Both stages share one epoch
+numbering, one history and one checkpoint folder, so ``--resume`` can enter either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.io import atomic_path, write_json
+from edge_cnn.keras import keras, tf
+from edge_cnn.preprocess import PreprocessSpec
+from edge_cnn.run_dir import SPLITS, RunDir
+from edge_cnn.train import callbacks as cb
+from edge_cnn.train.config import TrainConfig
+from edge_cnn.train.metrics import classification_metrics, predict_split
+from edge_cnn.train.model import add_l2, build_classifier, imagenet_preprocess, load_initial_weights, set_stage
+from edge_cnn.train.plots import plot_confusion, plot_curves
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    config: TrainConfig
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any] | None = None  # None when interrupted
+    interrupted: bool = False
+    transferred: dict[str, Any] | None = None  # layers copied from --weights
+    replicas: int = 1  # devices the tf.distribute strategy trains on
+
+    @property
+    def resume_command(self) -> str:
+        return f"edgecnn train --out {self.run_dir} --resume"
+
+
+@dataclasses.dataclass
+class _Data:
+    classes: list[str]
+    splits: dict[str, list[tuple[str, int]]]
+    spec: PreprocessSpec
+    skipped: list[dict[str, str]]
+
+
+def default_out(config: TrainConfig) -> Path:
+    return Path("runs") / f"{Path(str(config.data)).name or 'data'}-{config.model}"
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 1,
+) -> RunResult:
+    """Train, evaluate and write the run directory ``config.out``.
+
+    ``resume`` continues the run in ``config.out`` from its last checkpoint with its own
+    config.yaml and splits (the other settings of ``config`` are ignored). ``callbacks``
+    run after the trainer's own (a KeyboardInterrupt they raise is handled like Ctrl-C).
+    """
+    run = RunDir(config.out or default_out(config))
+    checkpoints = cb.Checkpoints(run.checkpoints_dir)
+    if resume:
+        config, state = _resume_state(run, checkpoints)
+    else:
+        _refuse_existing(run)
+        state = None
+    with seeded(config.seed):
+        return _train(config, run, checkpoints, state, resume, callbacks, verbose)
+
+
+def _train(config, run, checkpoints, state, resume, callbacks, verbose) -> RunResult:
+    """Everything after the run directory is chosen, under the seed's determinism."""
+    data = _read_run_data(run) if resume else _prepare_data(config, run)
+    config = TrainConfig.load(run.config_path)
+    _say(verbose, f"data: {', '.join(f'{s} {len(data.splits[s])}' for s in SPLITS)} images, "
+                  f"{len(data.classes)} classes, {len(data.skipped)} skipped files")
+    strategy = make_strategy(config.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        _say(verbose, f"strategy: {type(strategy).__name__} on {strategy.num_replicas_in_sync} devices")
+    with strategy.scope():
+        model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
+                                 width=config.width, dropout=config.dropout)
+        add_l2(model, config.l2)
+    transferred = None
+    if state is None and config.weights != "none":
+        copied, total, origin = load_initial_weights(model, config.weights, model_name=config.model, width=config.width)
+        transferred = {"layers": copied, "backbone_layers": total, "source": origin}
+        _say(verbose, f"initial weights: {copied} of {total} backbone layers from {origin}")
+    history = [row for row in cb.read_history(run.history_path) if state and row["epoch"] <= state["epoch"]]
+    result = RunResult(run.path, config, history, transferred=transferred, replicas=strategy.num_replicas_in_sync)
+    try:
+        _run_stages(config, run, data, model, strategy, checkpoints, state, history, callbacks, verbose)
+    except KeyboardInterrupt:
+        checkpoints.wait()  # the last finished epoch reaches the disk before we exit
+        latest = checkpoints.latest()
+        done = f"epoch {latest['epoch']} is saved" if latest else "no epoch finished, nothing saved"
+        _say(True, f"interrupted: {done}; continue with `{result.resume_command}`")
+        result.interrupted = True
+        return result
+    result.metrics = finish_run(run, data, config, history, verbose)
+    if transferred:
+        result.metrics["initial_weights"] = transferred
+        write_json(run.metrics_path, result.metrics)
+    return result
+
+
+# --- setup ------------------------------------------------------------------------
+
+def _say(verbose: int | bool, message: str) -> None:
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Same seed, same data -> same metrics on CPU: seeds plus op determinism while training.
+
+    Determinism is process-wide, so the previous setting is restored afterwards (through
+    TensorFlow's internal switch; the public API can only turn it on) and later work in the
+    same process (export, benchmarks) keeps its speed.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    keras.utils.set_random_seed(int(seed))
+    was_enabled = getattr(tf_config, "is_op_determinism_enabled", lambda: True)()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled and hasattr(tf_config, "disable_op_determinism"):
+            tf_config.disable_op_determinism()
+
+
+def make_strategy(name: str):
+    """auto: several workers (TF_CONFIG) -> multi-worker, several GPUs -> mirrored, else default."""
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _refuse_existing(run: RunDir) -> None:
+    """Never overwrite finished epochs; a run that stopped before its first epoch may start over."""
+    if run.model_path.exists() or (run.checkpoints_dir / "latest.json").exists():
+        raise EdgeCNNError(
+            f"{run.path} already holds a training run: continue it with --resume or choose another --out"
+        )
+
+
+def _resume_state(run: RunDir, checkpoints: cb.Checkpoints) -> tuple[TrainConfig, dict[str, Any]]:
+    if not run.config_path.is_file():
+        raise EdgeCNNError(f"--resume: {run.path} has no config.yaml, so it is not a run to resume (check --out)")
+    state = checkpoints.latest()
+    if state is None:
+        raise EdgeCNNError(
+            f"--resume: {run.checkpoints_dir} holds no checkpoint (the run stopped before its first epoch ended); "
+            "start it again without --resume in a new --out"
+        )
+    return TrainConfig.load(run.config_path), state
+
+
+def _prepare_data(config: TrainConfig, run: RunDir) -> _Data:
+    """Scan and split the data, then write the run's contract files before any epoch."""
+    from edge_cnn import zoo
+    from edge_cnn.data import resolve_data, scan_folder, split_items, write_data_report
+
+    default_size = zoo.model_info(config.model).default_input_shape[:2]
+    config = config.resolved(default_size)
+    height, width = config.size()
+    normalisation = imagenet_preprocess(config.model) if config.weights == "imagenet" else None
+    spec = PreprocessSpec(height, width, config.color, **(normalisation or {}))
+    scan = scan_folder(resolve_data(config.data))
+    if scan.presplit is not None:
+        splits = {split: list(scan.presplit.get(split, [])) for split in SPLITS}
+    else:
+        splits = split_items(scan.items, val=config.val, test=config.test, seed=config.seed,
+                             group_by=config.group_by, classes=scan.classes)
+    if not splits["train"]:
+        raise EdgeCNNError(f"{scan.root}: the training split is empty")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_labels(scan.classes)
+    spec.save(run.preprocess_path)
+    for split in SPLITS:
+        run.write_split(split, splits[split])
+    write_data_report(run.data_report_path, scan, splits)
+    config.save(run.config_path)
+    return _Data(list(scan.classes), splits, spec, list(scan.skipped))
+
+
+def _read_run_data(run: RunDir) -> _Data:
+    """The same split as the interrupted run: read back from splits/."""
+    splits = {split: run.read_split(split) for split in SPLITS}
+    report = json.loads(run.data_report_path.read_text()) if run.data_report_path.is_file() else {}
+    return _Data(run.labels(), splits, run.preprocess(), report.get("skipped", []))
+
+
+# --- training -----------------------------------------------------------------------
+
+def _plan(config: TrainConfig) -> list[tuple[int, int, float]]:
+    """[(stage, epochs, base learning rate)] of the stages that run."""
+    stages = [(1, config.epochs, config.lr), (2, config.fine_tune_epochs, config.fine_tune_lr)]
+    return [stage for stage in stages if stage[1] > 0]
+
+
+def make_optimizer(config: TrainConfig, learning_rate: float):
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def class_weights(items: list[tuple[str, int]], num_classes: int) -> dict[int, float]:
+    """'balanced' weights n / (k * n_c), as scikit-learn computes them."""
+    counts = Counter(label for _, label in items)
+    return {c: len(items) / (num_classes * counts[c]) if counts[c] else 1.0 for c in range(num_classes)}
+
+
+def _datasets(config: TrainConfig, data: _Data):
+    from edge_cnn.data import AugmentConfig, make_dataset
+
+    augment = AugmentConfig.from_dict(config.augment_values())
+    count = len(data.classes)
+    train_ds = make_dataset(data.splits["train"], data.spec, count, config.batch_size, training=True,
+                            augment=augment, seed=config.seed)
+    val_ds = (make_dataset(data.splits["val"], data.spec, count, config.batch_size)
+              if data.splits["val"] else None)
+    if config.strategy == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds = train_ds.with_options(options)
+        val_ds = val_ds.with_options(options) if val_ds is not None else None
+    return train_ds, val_ds
+
+
+def _run_stages(config, run, data, model, strategy, checkpoints, state, history, extra_callbacks, verbose) -> None:
+    train_ds, val_ds = _datasets(config, data)
+    pretrained = config.weights != "none"
+    weights = class_weights(data.splits["train"], len(data.classes)) if config.class_weights else None
+    done = state["epoch"] if state else 0
+    best = state.get("best") if state else None
+    for stage, stage_epochs, learning_rate in _plan(config):
+        if state and (state["stage"] > stage or (state["stage"] == stage and state.get("stage_done"))):
+            continue  # finished before the interruption
+        entering = state is not None and state["stage"] == stage
+        start = state["stage_start"] if entering else done
+        stage_state = {"stage": stage, "stage_start": start, "epoch": done, "stage_done": False, "best": best}
+        with strategy.scope():
+            set_stage(model, stage, pretrained=pretrained, unfreeze=config.unfreeze_layers())
+            optimizer = make_optimizer(config, learning_rate)
+            model.compile(optimizer, keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=["accuracy"])
+            if state is not None:  # optimizer slots must exist before its state is read back
+                optimizer.build(model.trainable_variables)
+                checkpoints.restore(model, optimizer if entering else None)
+        state = None
+        _say(verbose, f"stage {stage} ({'fine-tuning' if stage == 2 else 'head' if pretrained else 'full'}): "
+                      f"epochs {done + 1}..{start + stage_epochs}, lr {learning_rate:g}, "
+                      f"{_trainable_count(model):,} trainable parameters")
+        recorder = cb.RunRecorder(run, checkpoints, history, stage_state, monitor_val=val_ds is not None)
+        stage_callbacks = [recorder, *_standard_callbacks(config, run, learning_rate, start, stage_epochs,
+                                                          val_ds is not None), *extra_callbacks]
+        if done < start + stage_epochs:
+            model.fit(train_ds, validation_data=val_ds, epochs=start + stage_epochs, initial_epoch=done,
+                      callbacks=stage_callbacks, class_weight=weights, verbose=verbose)
+        done, best = stage_state["epoch"], stage_state["best"]
+        stage_state["stage_done"] = True  # early stopping may end a stage before its last epoch
+        checkpoints.mark(stage_state)
+
+
+def _trainable_count(model) -> int:
+    return int(sum(int(tf.size(v)) for v in model.trainable_variables))
+
+
+def _standard_callbacks(config, run, learning_rate, start, stage_epochs, has_val) -> list:
+    monitor = "val_loss" if has_val else "loss"
+    found = [
+        cb.StageSchedule(learning_rate, start, stage_epochs, config.schedule,
+                         config.warmup_epochs if start == 0 else 0),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs the tensorboard package
+        found.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard"), write_graph=False,
+                                                 profile_batch=0))
+    if config.schedule == "plateau":
+        found.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, verbose=0))
+    if config.early_stopping:
+        found.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping))
+    return found
+
+
+# --- evaluation -----------------------------------------------------------------------
+
+def evaluate_items(model, splits: dict[str, list[tuple[str, int]]], spec: PreprocessSpec, classes: list[str],
+                   batch_size: int = 64) -> dict[str, Any]:
+    """{split: classification metrics} of ``model`` on each non-empty split."""
+    from edge_cnn.data import make_dataset
+
+    results = {}
+    for split, items in splits.items():
+        if items:
+            dataset = make_dataset(items, spec, len(classes), batch_size, cache=False)
+            results[split] = classification_metrics(*predict_split(model, dataset), classes)
+        else:
+            results[split] = classification_metrics(*predict_split(model, []), classes)
+    return results
+
+
+def save_best_model(run: RunDir, data: _Data, config: TrainConfig):
+    """model.keras = a fresh classifier holding the best epoch's weights (uncompiled, all trainable)."""
+    model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
+                             width=config.width, dropout=config.dropout)
+    model.set_weights(cb.load_arrays(cb.Checkpoints(run.checkpoints_dir).best_path))
+    with atomic_path(run.model_path) as tmp:
+        model.save(tmp)
+    return model
+
+
+def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict], verbose: int) -> dict[str, Any]:
+    """Evaluate the best model on every split; write metrics.json, curves.png, confusion.png."""
+    model = save_best_model(run, data, config)
+    metrics: dict[str, Any] = {"labels": data.classes}
+    metrics.update(evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size))
+    shown = next((s for s in ("test", "val", "train") if metrics[s]["images"]), "train")
+    latest = cb.Checkpoints(run.checkpoints_dir).latest() or {}
+    metrics.update(
+        images={split: len(data.splits[split]) for split in SPLITS},
+        skipped=data.skipped,
+        best_epoch=(latest.get("best") or {}).get("epoch"),
+        epochs=len(history),
+        confusion_split=shown,
+    )
+    write_json(run.metrics_path, metrics)
+    if history:
+        plot_curves(history, run.path / "curves.png")
+    plot_confusion(metrics[shown]["confusion_matrix"], data.classes, run.path / "confusion.png",
+                   f"{shown} split ({metrics[shown]['images']} images)")
+    return metrics
