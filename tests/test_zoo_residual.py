@@ -5,7 +5,6 @@ buffers, not parameters) and must equal the reference numbers exactly at 224x224
 Each large model is built once (module-scoped cache); the small-input tests use 32x32.
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -142,7 +141,6 @@ LARGE_EFFICIENTNET_PARAMS = {
 }
 
 
-@pytest.mark.skipif(not os.environ.get("EDGECNN_FULL_ZOO_TESTS"), reason="set EDGECNN_FULL_ZOO_TESTS=1 (adds ~40 s)")
 @pytest.mark.parametrize("name", list(LARGE_EFFICIENTNET_PARAMS))
 def test_large_efficientnet_param_count_equals_torchvision(name):
     # GAP head: the count does not depend on the input size, so 32x32 stands in for 260..600 px.
