@@ -193,3 +193,15 @@ def to_pil(image: Any) -> Image.Image:
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(folder: str | os.PathLike, flag: str = "--data") -> list[Path]:
+    """Every image file under ``folder``, recursively and sorted; a clear error naming ``flag``
+    when the folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgeCNNError(f"{flag} {folder} is not a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise EdgeCNNError(f"{flag} {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files

@@ -49,6 +49,24 @@ def make_square_images(root: Path, per_class: int = 24, size: int = 32, seed: in
     return items
 
 
+def tiny_classifier(input_shape, num_classes: int, name: str = "tiny"):
+    """Conv-BN-ReLU-pool x2, then the trainer's head (``head_pool`` GAP, ``head_dropout``,
+    ``predictions`` softmax): small enough to train in seconds."""
+    from edge_cnn.keras import keras, layers
+
+    inputs = keras.Input(input_shape, name="image")
+    h = inputs
+    for i, filters in enumerate((8, 16)):
+        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
+        h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
+        h = layers.ReLU(name=f"relu{i}")(h)
+        h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
+    h = layers.GlobalAveragePooling2D(name="head_pool")(h)
+    h = layers.Dropout(0.1, name="head_dropout")(h)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
 @pytest.fixture(scope="session")
 def square_images(tmp_path_factory) -> Path:
     """Folder of the synthetic red/blue square images (24 per class, 32x32 RGB)."""
@@ -65,7 +83,7 @@ def tiny_run_dir(tmp_path_factory, square_images) -> Path:
     """
     import numpy as np
 
-    from edge_cnn.keras import keras, layers
+    from edge_cnn.keras import keras
     from edge_cnn.preprocess import PreprocessSpec
     from edge_cnn.run_dir import RunDir
 
@@ -76,16 +94,7 @@ def tiny_run_dir(tmp_path_factory, square_images) -> Path:
     items = [(p, labels.index(p.parent.name)) for p in files]
     x = spec([p for p, _ in items])
     y = np.array([label for _, label in items])
-    inputs = keras.Input(spec.input_shape, name="image")
-    h = inputs
-    for i, filters in enumerate((8, 16)):
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
-        h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
-        h = layers.ReLU(name=f"relu{i}")(h)
-        h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
-    h = layers.GlobalAveragePooling2D(name="gap")(h)
-    outputs = layers.Dense(2, activation="softmax", name="predictions")(h)
-    model = keras.Model(inputs, outputs, name="tiny")
+    model = tiny_classifier(spec.input_shape, len(labels))
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=30, batch_size=16, verbose=0, shuffle=True)
     run = RunDir(tmp_path_factory.mktemp("run") / "tiny")

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_classifier
 from PIL import Image
 
 SIZE, SIDE = 32, 8
@@ -25,23 +26,9 @@ def make_image(rng, square: bool):
     return image, (x, y, x + SIDE, y + SIDE)
 
 
-def tiny_model(keras, layers):
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    h = inputs
-    for i, filters in enumerate((8, 16)):
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
-        h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
-        h = layers.ReLU(name=f"relu{i}")(h)
-        h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
-    h = layers.GlobalAveragePooling2D(name="head_pool")(h)
-    h = layers.Dropout(0.1, name="head_dropout")(h)
-    outputs = layers.Dense(len(LABELS), activation="softmax", name="predictions")(h)
-    return keras.Model(inputs, outputs, name="squares")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from edge_cnn.keras import keras, layers
+    from edge_cnn.keras import keras
     from edge_cnn.preprocess import PreprocessSpec
     from edge_cnn.run_dir import RunDir
 
@@ -51,7 +38,7 @@ def trained(tmp_path_factory):
     train = [make_image(rng, square=i % 2 == 0) for i in range(96)]
     x = spec.normalize(np.stack([image for image, _ in train]))
     y = np.array([0 if box else 1 for _, box in train])
-    model = tiny_model(keras, layers)
+    model = tiny_classifier((SIZE, SIZE, 3), len(LABELS), name="squares")
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=15, batch_size=16, verbose=0)
 

@@ -98,7 +98,7 @@ def env(tiny_run_dir, tmp_path_factory):
     Manifest(labels, spec, sha256_file(run.model_path), artifacts, created_by="tests/test_runtime.py").save(export)
 
     # A second export whose model outputs (embedding, logits): TFLite orders them its own way.
-    gap = model.get_layer("gap").output
+    gap = model.get_layer("head_pool").output
     dense = model.get_layer("predictions")
     logits_layer = layers.Dense(len(labels), name="logits")
     logits = logits_layer(gap)
@@ -476,6 +476,6 @@ def test_predict_verb_bad_model_and_missing_images(env, tmp_path):
     empty.mkdir()
     result = CliRunner().invoke(main, ["predict", str(env["export"]), str(empty), str(tmp_path / "gone.png"), env["test_paths"][0]])
     assert result.exit_code == 2
-    assert "empty holds no image files" in result.stderr and "gone.png does not exist" in result.stderr
+    assert "empty holds no images" in result.stderr and "gone.png does not exist" in result.stderr
     assert len(result.stdout.strip().splitlines()) == 1  # the good image is still predicted
     assert "Examples" in CliRunner().invoke(main, ["predict", "--help"]).output

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
-from edge_cnn.preprocess import PreprocessSpec, is_image_file
+from edge_cnn.preprocess import PreprocessSpec, find_images
 
 BUFFERS = 8
 MAX_BUFFER_BYTES = 512 * 2**20  # fewer buffers for huge batches rather than gigabytes of inputs
@@ -119,13 +119,7 @@ def random_inputs(
 
 
 def image_files(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EdgeCNNError(f"--data {folder} is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise EdgeCNNError(f"--data {folder} holds no images (.png, .jpg, ...)")
-    return files
+    return find_images(folder, "--data")
 
 
 def image_inputs(

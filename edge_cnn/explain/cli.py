@@ -12,7 +12,7 @@ import numpy as np
 from edge_cnn.cli import recipe_option
 from edge_cnn.errors import EdgeCNNError, ImageError
 from edge_cnn.explain.methods import METHODS
-from edge_cnn.preprocess import is_image_file
+from edge_cnn.preprocess import find_images
 from edge_cnn.run_dir import RunDir
 
 EXAMPLES = """
@@ -109,13 +109,7 @@ def _split_images(run_path: Path, split: str | None, class_index: int | None) ->
 def _collect_images(images: tuple[str, ...], data: str | None, split_images: list[Path]) -> list[Path]:
     items = [Path(image) for image in images] + split_images
     if data:
-        folder = Path(data)
-        if not folder.is_dir():
-            raise EdgeCNNError(f"--data {folder} is not a folder")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
-        if not found:
-            raise EdgeCNNError(f"--data {folder} holds no image files (.png, .jpg, .bmp, ...)")
-        items += found
+        items += find_images(data, "--data")
     if not items:
         raise EdgeCNNError("no images given: pass IMAGE paths, --data FOLDER or --split test")
     return items

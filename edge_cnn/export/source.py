@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError, ModelFileError
 from edge_cnn.io import sha256_file
-from edge_cnn.preprocess import PreprocessSpec, is_image_file
+from edge_cnn.preprocess import PreprocessSpec, find_images
 from edge_cnn.run_dir import RunDir
 
 Items = list[tuple[str, int]]  # (image path, class index); class -1 when unknown
@@ -123,13 +123,7 @@ def calibration_items(items: Items, count: int) -> Items:
 
 def list_images(folder: str | os.PathLike) -> Items:
     """Every image under ``folder`` (sorted), unlabelled."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EdgeCNNError(f"--calib-data {folder} is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise EdgeCNNError(f"--calib-data {folder} holds no images (.png, .jpg, ...): point it at an image folder")
-    return [(str(p.resolve()), -1) for p in files]
+    return [(str(p.resolve()), -1) for p in find_images(folder, "--calib-data")]
 
 
 def _read_split(run: RunDir, split: str) -> Items:

@@ -9,7 +9,8 @@ import click
 
 from edge_cnn.cli import recipe_option
 from edge_cnn.manifest import PRECISIONS
-from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.preprocess import find_images
 from edge_cnn.runtime.backends import PROVIDERS
 from edge_cnn.runtime.predictor import DEFAULT_BATCH, Predictor
 
@@ -20,10 +21,10 @@ def collect_images(sources: tuple[str, ...]) -> tuple[list[Path], list[str]]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-            if not found:
-                problems.append(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(found)
+            try:
+                files.extend(find_images(path, "folder"))
+            except EdgeCNNError as exc:
+                problems.append(str(exc))
         elif path.exists():
             files.append(path)
         else:
