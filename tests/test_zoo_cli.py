@@ -75,3 +75,22 @@ def test_human_count():
     assert human_count(1_814_000_000) == "1.81 G"
     assert human_count(416_000) == "416 K"
     assert human_count(12) == "12"
+
+
+def test_build_loads_weights_files(tmp_path):
+    import numpy as np
+
+    from edge_cnn.errors import EdgeCNNError
+    from edge_cnn.zoo import build
+
+    source = build("small_convnet", input_shape=(16, 16, 3), num_classes=3)
+    source.save(tmp_path / "m.keras")
+    source.save_weights(tmp_path / "m.h5")
+    for file in ("m.keras", "m.h5"):
+        loaded = build("small_convnet", input_shape=(16, 16, 3), num_classes=3, weights=tmp_path / file)
+        for a, b in zip(source.get_weights(), loaded.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(EdgeCNNError, match="does not fit"):
+        build("small_convnet", input_shape=(16, 16, 3), num_classes=5, weights=tmp_path / "m.h5")
+    with pytest.raises(EdgeCNNError, match="does not exist"):
+        build("small_convnet", input_shape=(16, 16, 3), weights=tmp_path / "missing.h5")

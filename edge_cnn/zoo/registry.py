@@ -74,8 +74,8 @@ def check_input_shape(name: str, input_shape) -> tuple[int, int, int]:
 def build(name: str, input_shape=None, num_classes: int = 1000, include_top: bool = True, weights=None, **options):
     """Build a registered model as a tf_keras Functional model.
 
-    ``weights`` is None (random init) or the path of a weights file (``.keras``/``.h5``)
-    loaded by layer name. ``options`` are the family's own (``alpha``, ``batch_norm``, ...).
+    ``weights`` is None (random init) or a ``.keras`` model or ``.h5`` weights file of the
+    same architecture. ``options`` are the family's own (``alpha``, ``batch_norm``, ...).
     """
     info = model_info(name)
     shape = check_input_shape(name, input_shape or info.default_input_shape)
@@ -86,9 +86,19 @@ def build(name: str, input_shape=None, num_classes: int = 1000, include_top: boo
     except TypeError as exc:
         raise EdgeCNNError(f"{name}: {exc}") from None
     if weights is not None:
-        from pathlib import Path
-
-        if not Path(weights).is_file():
-            raise EdgeCNNError(f"weights file {weights} does not exist")
-        model.load_weights(str(weights), by_name=str(weights).endswith(".h5"), skip_mismatch=str(weights).endswith(".h5"))
+        _load_weights(model, weights)
     return model
+
+
+def _load_weights(model, weights) -> None:
+    from pathlib import Path
+
+    if not Path(weights).is_file():
+        raise EdgeCNNError(f"weights file {weights} does not exist")
+    try:
+        model.load_weights(str(weights))
+    except (ValueError, OSError) as exc:
+        raise EdgeCNNError(
+            f"weights file {weights} does not fit {model.name} ({str(exc).splitlines()[0][:200]}): "
+            "build with the same name, input shape and num_classes as the saved model"
+        ) from None
