@@ -38,7 +38,7 @@ class LazyGroup(click.Group):
     """Loads a verb's module only when the verb runs (or its help is shown)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [verb for verb in VERBS if self._available(verb)]
+        return list(VERBS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = VERBS.get(name)
@@ -46,12 +46,6 @@ class LazyGroup(click.Group):
             return None
         module_name, attribute = target[0].split(":")
         return getattr(importlib.import_module(module_name), attribute)
-
-    @staticmethod
-    def _available(verb: str) -> bool:
-        """Whether the verb's module is installed, found without importing its package."""
-        parts = VERBS[verb][0].split(":")[0].split(".")[1:]
-        return Path(__file__).parent.joinpath(*parts).with_suffix(".py").is_file()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(verb, VERBS[verb][1]) for verb in self.list_commands(ctx)]

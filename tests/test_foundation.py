@@ -209,3 +209,13 @@ def test_recipe_keys_are_flags_and_flags_win(tmp_path):
     recipe.write_text("epochs: 7\nlearning_rat: 0.1\n")
     result = CliRunner().invoke(verb, ["--recipe", str(recipe)])
     assert result.exit_code == 2 and "learning_rat" in result.output
+
+
+def test_every_verb_loads_and_has_examples():
+    """The verb table and the modules agree: each verb imports, and its help shows examples."""
+    from edge_cnn.cli import VERBS
+
+    for verb in VERBS:
+        result = CliRunner().invoke(main, [verb, "--help"])
+        assert result.exit_code == 0, (verb, result.output)
+        assert "Example" in result.output, verb

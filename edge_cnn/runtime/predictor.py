@@ -40,7 +40,7 @@ class Predictor:
         self._input = artifact.inputs[0]
         self._input_quant = _input_quantization(self._input, backend.inputs[0], self.model_path)
         self._check_input_shape(backend.inputs[0])
-        self._output_order = _match_outputs(artifact.outputs, backend.outputs, self.model_path)
+        self._output_order = match_outputs(artifact.outputs, backend.outputs, self.model_path)
         self._output_quant = [
             _output_quantization(spec, backend.outputs[i], self.model_path) for spec, i in zip(artifact.outputs, self._output_order)
         ]
@@ -284,11 +284,18 @@ def _same_quant(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return int(a[1]) == int(b[1]) and abs(float(a[0]) - float(b[0])) <= 1e-6 * max(abs(float(a[0])), 1e-30)
 
 
-def _match_outputs(declared: list[TensorSpec], actual: list[TensorInfo], path: Path) -> list[int]:
-    """Position in the file's outputs of each manifest output: by name, else by position."""
+def match_outputs(declared: Sequence[Any], actual: list[TensorInfo], path: Path) -> list[int]:
+    """Position in the file's outputs of each declared output (anything with ``name`` and ``shape``):
+    by name, else by shape where every shape fits exactly one output, else by position.
+
+    TFLite names its outputs ``StatefulPartitionedCall:N`` in its own order, so export (matching the
+    Keras outputs) and the runtime (matching the manifest) both need the shape step."""
     names = [info.name for info in actual]
+    by_shape = [[i for i, info in enumerate(actual) if _shapes_fit(spec.shape, info.shape)] for spec in declared]
     if all(spec.name in names for spec in declared):
         order = [names.index(spec.name) for spec in declared]
+    elif all(len(fits) == 1 for fits in by_shape) and len({fits[0] for fits in by_shape}) == len(declared):
+        order = [fits[0] for fits in by_shape]
     elif len(declared) == len(actual):
         order = list(range(len(declared)))
     else:
