@@ -271,11 +271,11 @@ def test_an_artifact_failing_after_it_was_written_leaves_no_file(tiny_run_dir, t
 
     real_load = parity.load_artifact
 
-    def load(path, format):
+    def load(path, format, *keras_outputs):
         assert path.is_file() and path.name.startswith(".")  # written to a temporary name first
         if format == "onnx":
             raise RuntimeError("runtime refused it")
-        return real_load(path, format)
+        return real_load(path, format, *keras_outputs)
 
     monkeypatch.setattr(parity, "load_artifact", load)
     run = copy_run(tiny_run_dir, tmp_path)
@@ -384,3 +384,71 @@ def test_grouped_convolutions_convert_to_onnx(tmp_path):
     path.write_bytes(proto.SerializeToString())
     x = np.random.default_rng(0).random((2, 8, 8, 8), dtype=np.float32)
     np.testing.assert_allclose(open_backend(path).run(x)[0], model(x).numpy(), atol=1e-5)
+
+
+# --- embedding output ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedding_export(tiny_run_dir, tmp_path_factory):
+    run = copy_run(tiny_run_dir, tmp_path_factory.mktemp("embedding"))
+    return run, export(run, formats="tflite,onnx", int8=True, embedding=True)
+
+
+def keras_embeddings(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Test-split inputs and the Keras head_pool features, L2-normalised."""
+    x, _ = keras_probabilities(run)
+    model = keras.models.load_model(RunDir(run).model_path)
+    features = keras.Model(model.input, model.get_layer("head_pool").output).predict(x, verbose=0)
+    return x, features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+def test_embedding_adds_a_second_output_with_its_meaning(embedding_export):
+    run, result = embedding_export
+    assert {(r["Format"], r["Precision"]): r["Status"] for r in result.rows} == {
+        ("tflite", "fp32"): "OK", ("tflite", "int8"): "OK", ("onnx", "fp32"): "OK", ("onnx", "int8"): "OK"
+    }
+    for artifact in result.manifest.artifacts:
+        shapes = {o.meaning: o.shape for o in artifact.outputs}
+        assert shapes == {"probabilities": [-1, 2], "embedding": [-1, 16]}, artifact.path
+        distance = artifact.parity["embedding_max_cosine_distance"]
+        assert distance < (1e-5 if artifact.precision == "fp32" else 0.02), artifact.path
+    (int8_tflite,) = result.manifest.find("tflite", "int8")
+    (embedding,) = [o for o in int8_tflite.outputs if o.meaning == "embedding"]
+    assert embedding.dtype == "int8" and embedding.quantization.scale > 0
+
+
+def test_embedding_export_keeps_probability_parity(embedding_export):
+    from edge_cnn.runtime import Predictor
+
+    run, result = embedding_export
+    x, reference = keras_probabilities(run)
+    for format in ("tflite", "onnx"):
+        artifact, _ = by_kind(result, format, "fp32")
+        assert artifact.parity["max_abs_diff"] <= 1e-4 and artifact.parity["agreement"] == 100.0
+        predictor = Predictor.load(run / "export", backend=format, precision="fp32")
+        np.testing.assert_allclose(predictor.probabilities(x, preprocessed=True), reference, atol=1e-4)
+
+
+def test_predictor_embed_matches_the_normalised_keras_head_pool(embedding_export):
+    from edge_cnn.runtime import Predictor
+
+    run, _ = embedding_export
+    x, reference = keras_embeddings(run)
+    for format in ("tflite", "onnx"):
+        fp32 = Predictor.load(run / "export", backend=format, precision="fp32").embed(x, preprocessed=True)
+        np.testing.assert_allclose(fp32, reference, atol=1e-4)
+        int8 = Predictor.load(run / "export", backend=format, precision="int8").embed(x, preprocessed=True)
+        assert np.min(np.sum(int8 * reference, axis=1)) > 0.98, format
+
+
+def test_embedding_without_head_pool_exits_2(tmp_path):
+    inputs = keras.Input((8, 8, 3), name="image")
+    features = layers.GlobalAveragePooling2D(name="pool")(layers.Conv2D(4, 3, name="conv")(inputs))
+    keras.Model(inputs, layers.Dense(2, activation="softmax")(features)).save(tmp_path / "m.keras")
+    PreprocessSpec(height=8, width=8).save(tmp_path / "preprocess.json")
+    args = ["export", str(tmp_path / "m.keras"), "--preprocess", str(tmp_path / "preprocess.json"), "--embedding"]
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2
+    assert "no 'head_pool' layer" in outcome.output and "--embedding" in outcome.output
+    assert not (tmp_path / "m_export").exists()

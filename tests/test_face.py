@@ -1,6 +1,7 @@
 """Face enrollment and identification round trip (embedding model stood in by colour statistics)."""
 
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +80,43 @@ def test_empty_or_missing_gallery(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"zip? no")
     with pytest.raises(EdgeCNNError, match="not an edgecnn gallery"):
         Gallery.load(tmp_path / "bad.npz")
+
+
+def test_face_cli_end_to_end_on_an_exported_embedding(tiny_run_dir, tmp_path):
+    """Real model: export --embedding, enroll red/blue squares as two people, identify held-out squares."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import make_square_images
+
+    from edge_cnn.cli import main
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    cli = CliRunner()
+    assert cli.invoke(main, ["export", str(run), "--format", "tflite", "--embedding"]).exit_code == 0
+    make_square_images(tmp_path / "gallery", per_class=4, seed=1)  # people "red" and "blue"
+    gallery = tmp_path / "g.npz"
+    enrolled = cli.invoke(main, ["face", "enroll", str(tmp_path / "gallery"), "--model", str(run / "export"), "--out", str(gallery)])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert Gallery.load(gallery).names == ["blue", "red"] and Gallery.load(gallery).counts == [4, 4]
+
+    probes = [str(p) for p, _ in make_square_images(tmp_path / "probes", per_class=3, seed=7)]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    identified = cli.invoke(main, ["face", "identify", "--gallery", str(gallery), *probes, str(tmp_path / "broken.png"), "--json"])
+    assert identified.exit_code == 2 and "broken.png" in identified.stderr
+    results = [json.loads(line) for line in identified.stdout.splitlines()]
+    assert [r["path"] for r in results] == probes
+    assert [r["identity"] for r in results] == [Path(p).parent.name for p in probes]
+
+    strict = cli.invoke(main, ["face", "identify", "--gallery", str(gallery), *probes, "--json", "--threshold", "1.01"])
+    assert strict.exit_code == 0
+    results = [json.loads(line) for line in strict.stdout.splitlines()]
+    assert {r["identity"] for r in results} == {"unknown"}
+    assert [r["nearest"] for r in results] == [Path(p).parent.name for p in probes]
+
+    plain = run / "plain_export"
+    assert cli.invoke(main, ["export", str(run), "--format", "tflite", "--out", str(plain)]).exit_code == 0
+    refused = cli.invoke(main, ["face", "enroll", str(tmp_path / "gallery"), "--model", str(plain), "--out", str(tmp_path / "x.npz")])
+    assert refused.exit_code == 2 and "no embedding output" in refused.output
+    assert not (tmp_path / "x.npz").exists()

@@ -64,6 +64,12 @@ from edge_cnn.cli import recipe_option
 @click.option("--cluster-epochs", default=2, show_default=True)
 @click.option("--preprocess", type=click.Path(), help="preprocess.json (required for a bare .keras SOURCE).")
 @click.option("--labels", type=click.Path(), help="labels.json (a JSON list) for a bare .keras SOURCE.")
+@click.option(
+    "--embedding",
+    is_flag=True,
+    help="Add a second output to every artifact: the head_pool features (manifest meaning 'embedding'), "
+    "for `edgecnn face enroll/identify` and Predictor.embed().",
+)
 @recipe_option
 def export(source: str, format: str, **options) -> None:
     """Export a trained model to TFLite / ONNX / SavedModel and check every artifact against Keras.
@@ -81,6 +87,7 @@ def export(source: str, format: str, **options) -> None:
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
       edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic
       edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
+      edgecnn export runs/faces --embedding --int8                # + embedding output for face enrollment
     """
     from edge_cnn.export.exporter import COLUMNS
     from edge_cnn.export.exporter import export as run_export

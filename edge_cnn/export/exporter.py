@@ -41,6 +41,7 @@ COLUMNS = [
 DEFAULT_FINE_TUNE_EPOCHS = 2
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 RANDOM_PARITY_IMAGES = 8
+EMBEDDING_LAYER = "head_pool"
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "saved_model": "_savedmodel"}
 
 
@@ -91,6 +92,7 @@ def export(
     preprocess: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None,
     calib_data: str | os.PathLike | None = None,
+    embedding: bool = False,
     verbose: int = 0,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
@@ -98,7 +100,8 @@ def export(
 
     TFLite fp32 + ONNX fp32 always; ``fp16``/``dynamic`` add TFLite variants; ``int8`` adds full-integer
     TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``cluster`` optimize
-    the model first. Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
+    the model first; ``embedding`` adds the ``head_pool`` output (meaning "embedding") to every artifact.
+    Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
     """
     formats = _parse_formats(formats)
     onnx_options = OnnxQuantOptions(
@@ -113,6 +116,8 @@ def export(
     int8 = int8 or qat
     optimizing = qat or prune is not None or cluster is not None
     _check_data(src, int8, qat, optimizing)
+    if embedding:
+        embedding_layer(src.model, src.model_path)
 
     x_test, y_test, parity_data = _parity_images(src)
     model, stem, facts = src.model, "model", {}
@@ -121,7 +126,11 @@ def export(
         log("fine-tuning on the training split")
         epochs = {"qat": qat_epochs, "prune": prune_epochs, "cluster": cluster_epochs}
         model, stem, facts = _optimize(src, qat, prune, cluster, epochs, verbose)
-    reference = model.predict(x_test, verbose=0)
+    if embedding:
+        model = with_embedding(model, src.model_path)
+        reference, reference_embedding = model.predict(x_test, verbose=0)
+    else:
+        reference, reference_embedding = model.predict(x_test, verbose=0), None
     reference_accuracy = _accuracy(reference, y_test)
     if optimizing and y_test is not None:
         facts["keras_accuracy_before"] = accuracy_before
@@ -132,7 +141,8 @@ def export(
     artifacts, rows = [], []
     for job in plan_jobs(formats, int8, fp16, dynamic, qat):
         log(f"{job.format} {job.precision}")
-        artifact, row = _run_job(job, stem, context, (x_test, y_test, reference, reference_accuracy), facts)
+        evaluation = (x_test, y_test, reference, reference_accuracy, reference_embedding)
+        artifact, row = _run_job(job, stem, context, evaluation, facts)
         rows.append(row)
         if artifact is not None:
             artifacts.append(artifact)
@@ -219,6 +229,25 @@ def _check_data(src: ExportSource, int8: bool, qat: bool, optimizing: bool) -> N
         )
 
 
+def embedding_layer(model, path: Path):
+    """The trainer's ``head_pool`` layer (global average pooling: the penultimate features).
+    A QAT model wraps it as ``quant_head_pool``."""
+    for name in (EMBEDDING_LAYER, f"quant_{EMBEDDING_LAYER}"):
+        if name in {layer.name for layer in model.layers}:
+            return model.get_layer(name)
+    raise EdgeCNNError(
+        f"{Path(path).name} has no {EMBEDDING_LAYER!r} layer, so --embedding does not know which features to "
+        f"export: train it with `edgecnn train` (whose head pools into {EMBEDDING_LAYER!r}) or export without --embedding"
+    )
+
+
+def with_embedding(model, path: Path):
+    """The same weights with two outputs: (probabilities, head_pool features)."""
+    from edge_cnn.keras import keras
+
+    return keras.Model(model.input, [model.output, embedding_layer(model, path).output], name=model.name)
+
+
 # --- data -----------------------------------------------------------------------
 
 
@@ -303,18 +332,20 @@ class _Context:
 
 
 def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple[Artifact | None, dict[str, Any]]:
-    x, y, reference, reference_accuracy = evaluation
+    x, y, reference, reference_accuracy, reference_embedding = evaluation
     final = context.src.out_dir / job.filename(stem)
     try:
         with atomic_path(final) as tmp:
             context.write(job, tmp)
-            loaded = parity.load_artifact(tmp, job.format)
-            checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision)
+            loaded = parity.load_artifact(tmp, job.format, parity.keras_outputs(context.model))
+            checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding)
             digest, size, gzipped = _measure(tmp)
     except EdgeCNNError as exc:
         return None, _failed_row(job, final, str(exc))
     except Exception as exc:  # noqa: BLE001  (any converter/runtime error fails this artifact only)
         return None, _failed_row(job, final, f"{type(exc).__name__}: {_first_line(exc)}")
+    class_meaning = "probabilities" if ends_in_softmax(context.src.model) else "logits"
+    meanings = {position: "embedding" if k == 1 else class_meaning for k, position in enumerate(loaded.order)}
     artifact = Artifact(
         path=final.name,
         format=job.format,
@@ -323,10 +354,7 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         bytes=size,
         gzip_bytes=gzipped,
         inputs=[_tensor_spec(info, layout=context.src.spec.layout) for info in loaded.inputs],
-        outputs=[
-            _tensor_spec(info, meaning="probabilities" if ends_in_softmax(context.src.model) else "logits")
-            for info in loaded.outputs
-        ],
+        outputs=[_tensor_spec(info, meaning=meanings.get(position, class_meaning)) for position, info in enumerate(loaded.outputs)],
         status=checked["status"],
         optimization=dict(facts),
         parity=checked,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from edge_cnn.bench.timing import time_calls
 from edge_cnn.runtime.backends import TensorInfo, open_backend
+from edge_cnn.runtime.postprocess import l2_normalize
+from edge_cnn.runtime.predictor import match_outputs
 
 FLOAT_TOLERANCE = 1e-4  # max abs difference of probabilities for fp32 artifacts
 MAX_DROP_PP = 1.0  # accuracy drop (percentage points) allowed for fp16 / dynamic / int8
@@ -25,23 +27,35 @@ BATCH = 32
 INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
+class KerasOutput(NamedTuple):
+    name: str
+    shape: list[int]
+
+
 @dataclasses.dataclass
 class LoadedArtifact:
-    """A runnable artifact: ``raw`` takes the model's own input dtype, ``predict`` float model inputs."""
+    """A runnable artifact: ``raw`` takes the model's own input dtype and returns the file's outputs;
+    ``order`` gives, for each Keras output, its position among them (TFLite reorders outputs)."""
 
-    raw: Callable[[np.ndarray], np.ndarray]
+    raw: Callable[[np.ndarray], list[np.ndarray]]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    order: list[int] = dataclasses.field(default_factory=lambda: [0])
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         return quantize(batch, self.inputs[0])
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        chunks = [
-            dequantize(self.raw(self.prepare(batch[i : i + BATCH])), self.outputs[0])
-            for i in range(0, len(batch), BATCH)
+    def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Float outputs in the Keras model's output order, dequantized."""
+        chunks = [self.raw(self.prepare(batch[i : i + BATCH])) for i in range(0, len(batch), BATCH)]
+        return [
+            np.concatenate([dequantize(chunk[position], self.outputs[position]) for chunk in chunks]).astype(np.float32)
+            for position in self.order
         ]
-        return np.concatenate(chunks).astype(np.float32)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The first Keras output (the class probabilities or logits)."""
+        return self.predict_all(batch)[0]
 
 
 def quantize(batch: np.ndarray, info: TensorInfo) -> np.ndarray:
@@ -60,29 +74,41 @@ def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     return (values.astype(np.float32) - zero_point) * np.float32(scale)
 
 
-def load_artifact(path: Path, format: str) -> LoadedArtifact:
+def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = ()) -> LoadedArtifact:
+    """Open ``path`` with its runtime; ``keras_outputs`` (name, shape) locate the Keras outputs among the
+    file's outputs with the runtime's own matcher (by name, else by shape, else by position)."""
     if format == "saved_model":
-        return _load_saved_model(path)
-    backend = open_backend(path, backend=format, threads=1)
-    return LoadedArtifact(raw=lambda batch: backend.run(batch)[0], inputs=backend.inputs, outputs=backend.outputs)
+        raw, inputs, outputs = _load_saved_model(path)
+    else:
+        backend = open_backend(path, backend=format, threads=1)
+        raw, inputs, outputs = backend.run, backend.inputs, backend.outputs
+    order = match_outputs(keras_outputs, outputs, path) if keras_outputs else [0]
+    return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order)
 
 
-def _load_saved_model(path: Path) -> LoadedArtifact:
+def keras_outputs(model) -> list[KerasOutput]:
+    """(name, shape with -1 for the batch) of each output of a Keras model, for ``load_artifact``."""
+    return [
+        KerasOutput(name, [-1 if d is None else int(d) for d in tensor.shape])
+        for name, tensor in zip(model.output_names, model.outputs)
+    ]
+
+
+def _load_saved_model(path: Path):
     from edge_cnn.keras import tf
 
     function = tf.saved_model.load(str(path)).signatures["serving_default"]
     ((input_name, spec),) = function.structured_input_signature[1].items()
-    ((output_name, out_spec),) = function.structured_outputs.items()
+    output_specs = list(function.structured_outputs.items())
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return function(**{input_name: tf.constant(batch)})[output_name].numpy()
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        results = function(**{input_name: tf.constant(batch)})
+        return [results[name].numpy() for name, _ in output_specs]
 
     shape = lambda s: tuple(-1 if d is None else int(d) for d in s.shape)  # noqa: E731
-    return LoadedArtifact(
-        raw=run,
-        inputs=[TensorInfo(input_name, shape(spec), spec.dtype.name)],
-        outputs=[TensorInfo(output_name, shape(out_spec), out_spec.dtype.name)],
-    )
+    inputs = [TensorInfo(input_name, shape(spec), spec.dtype.name)]
+    outputs = [TensorInfo(name, shape(out), out.dtype.name) for name, out in output_specs]
+    return run, inputs, outputs
 
 
 def compare(
@@ -92,9 +118,12 @@ def compare(
     reference: np.ndarray,
     reference_accuracy: float | None,
     precision: str,
+    reference_embedding: np.ndarray | None = None,
 ) -> dict:
-    """Accuracy, top-1 agreement and max abs difference against the Keras probabilities, plus a verdict."""
-    probabilities = artifact.predict(x)
+    """Accuracy, top-1 agreement and max abs difference against the Keras probabilities, plus a verdict;
+    with ``reference_embedding``, the largest cosine distance between artifact and Keras embeddings."""
+    outputs = artifact.predict_all(x)
+    probabilities = outputs[0]
     agreement = 100.0 * float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
     facts = {
         "images": int(len(x)),
@@ -104,9 +133,17 @@ def compare(
     }
     if facts["accuracy"] is not None and reference_accuracy is not None:
         facts["accuracy_drop_pp"] = reference_accuracy - facts["accuracy"]
+    if reference_embedding is not None:
+        facts["embedding_max_cosine_distance"] = max_cosine_distance(outputs[1], reference_embedding)
     facts["status"], facts["note"] = verdict(facts, precision)
     facts["latency_p50_ms"] = quick_latency(artifact, x)
     return facts
+
+
+def max_cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """max over rows of 1 - cos(a_i, b_i): 0 for identical directions (float artifacts)."""
+    a, b = l2_normalize(a.reshape(len(a), -1)), l2_normalize(b.reshape(len(b), -1))
+    return float(np.max(1.0 - np.sum(a * b, axis=1))) if len(a) else 0.0
 
 
 def verdict(facts: dict, precision: str) -> tuple[str, str]:
