@@ -452,3 +452,46 @@ def test_embedding_without_head_pool_exits_2(tmp_path):
     assert outcome.exit_code == 2
     assert "no 'head_pool' layer" in outcome.output and "--embedding" in outcome.output
     assert not (tmp_path / "m_export").exists()
+
+
+def test_embedding_as_wide_as_the_classes_is_told_apart_from_the_probabilities(tmp_path):
+    """16 classes and 16 head_pool values: TFLite's outputs differ neither by name nor by shape, end to end."""
+    from conftest import tiny_classifier
+
+    from edge_cnn.runtime import Predictor
+
+    model = tiny_classifier((32, 32, 3), 16)
+    model.save(tmp_path / "m.keras")
+    PreprocessSpec(height=32, width=32).save(tmp_path / "preprocess.json")
+    result = export(tmp_path / "m.keras", formats="tflite", preprocess=tmp_path / "preprocess.json", embedding=True)
+    (artifact,) = result.manifest.artifacts
+    assert artifact.status == "OK" and artifact.parity["max_abs_diff"] <= 1e-4
+    x = np.random.default_rng(1).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    features = keras.Model(model.input, model.get_layer("head_pool").output).predict(x, verbose=0)
+    predictor = Predictor.load(result.manifest_path)
+    np.testing.assert_allclose(predictor.probabilities(x, preprocessed=True), model.predict(x, verbose=0), atol=1e-4)
+    expected = features / np.linalg.norm(features, axis=1, keepdims=True)
+    np.testing.assert_allclose(predictor.embed(x, preprocessed=True), expected, atol=1e-4)
+
+
+def test_same_shape_outputs_are_ordered_by_closeness_to_keras():
+    """A file that lists (embedding, probabilities) under meaningless names is put back in Keras order."""
+    from edge_cnn.export.parity import LoadedArtifact, resolve_same_shapes
+    from edge_cnn.runtime.backends import TensorInfo
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (6, 4)).astype(np.float32)
+    probabilities = rng.dirichlet(np.ones(3), 6).astype(np.float32)
+    embedding = rng.uniform(0, 5, (6, 3)).astype(np.float32)
+    outputs = [TensorInfo(f"StatefulPartitionedCall:{i}", (-1, 3), "float32") for i in range(2)]
+    swapped = LoadedArtifact(
+        raw=lambda batch: [embedding[: len(batch)], probabilities[: len(batch)]],
+        inputs=[TensorInfo("image", (-1, 4), "float32")],
+        outputs=outputs,
+        order=[0, 1],
+    )
+    resolved = resolve_same_shapes(swapped, ["predictions", "head_pool"], x, (probabilities, embedding))
+    assert resolved.order == [1, 0]
+    np.testing.assert_array_equal(resolved.predict(x), probabilities)
+    kept = resolve_same_shapes(resolved, ["predictions", "head_pool"], x, (probabilities, embedding))
+    assert kept.order == [1, 0]

@@ -97,19 +97,21 @@ def test_face_cli_end_to_end_on_an_exported_embedding(tiny_run_dir, tmp_path):
     assert cli.invoke(main, ["export", str(run), "--format", "tflite", "--embedding"]).exit_code == 0
     make_square_images(tmp_path / "gallery", per_class=4, seed=1)  # people "red" and "blue"
     gallery = tmp_path / "g.npz"
-    enrolled = cli.invoke(main, ["face", "enroll", str(tmp_path / "gallery"), "--model", str(run / "export"), "--out", str(gallery)])
+    enroll = ["face", "enroll", str(tmp_path / "gallery"), "--out"]
+    enrolled = cli.invoke(main, [*enroll, str(gallery), "--model", str(run / "export")])
     assert enrolled.exit_code == 0, enrolled.output
     assert Gallery.load(gallery).names == ["blue", "red"] and Gallery.load(gallery).counts == [4, 4]
 
     probes = [str(p) for p, _ in make_square_images(tmp_path / "probes", per_class=3, seed=7)]
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    identified = cli.invoke(main, ["face", "identify", "--gallery", str(gallery), *probes, str(tmp_path / "broken.png"), "--json"])
+    identify = ["face", "identify", "--gallery", str(gallery), "--json"]
+    identified = cli.invoke(main, [*identify, *probes, str(tmp_path / "broken.png")])
     assert identified.exit_code == 2 and "broken.png" in identified.stderr
     results = [json.loads(line) for line in identified.stdout.splitlines()]
     assert [r["path"] for r in results] == probes
     assert [r["identity"] for r in results] == [Path(p).parent.name for p in probes]
 
-    strict = cli.invoke(main, ["face", "identify", "--gallery", str(gallery), *probes, "--json", "--threshold", "1.01"])
+    strict = cli.invoke(main, [*identify, *probes, "--threshold", "1.01"])
     assert strict.exit_code == 0
     results = [json.loads(line) for line in strict.stdout.splitlines()]
     assert {r["identity"] for r in results} == {"unknown"}
@@ -117,6 +119,6 @@ def test_face_cli_end_to_end_on_an_exported_embedding(tiny_run_dir, tmp_path):
 
     plain = run / "plain_export"
     assert cli.invoke(main, ["export", str(run), "--format", "tflite", "--out", str(plain)]).exit_code == 0
-    refused = cli.invoke(main, ["face", "enroll", str(tmp_path / "gallery"), "--model", str(plain), "--out", str(tmp_path / "x.npz")])
+    refused = cli.invoke(main, [*enroll, str(tmp_path / "x.npz"), "--model", str(plain)])
     assert refused.exit_code == 2 and "no embedding output" in refused.output
     assert not (tmp_path / "x.npz").exists()

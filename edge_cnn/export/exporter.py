@@ -237,7 +237,8 @@ def embedding_layer(model, path: Path):
             return model.get_layer(name)
     raise EdgeCNNError(
         f"{Path(path).name} has no {EMBEDDING_LAYER!r} layer, so --embedding does not know which features to "
-        f"export: train it with `edgecnn train` (whose head pools into {EMBEDDING_LAYER!r}) or export without --embedding"
+        f"export: train it with `edgecnn train` (whose head pools into {EMBEDDING_LAYER!r}) "
+        "or export without --embedding"
     )
 
 
@@ -338,6 +339,9 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         with atomic_path(final) as tmp:
             context.write(job, tmp)
             loaded = parity.load_artifact(tmp, job.format, parity.keras_outputs(context.model))
+            if reference_embedding is not None:
+                references = (reference, reference_embedding)
+                loaded = parity.resolve_same_shapes(loaded, context.model.output_names, x, references)
             checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding)
             digest, size, gzipped = _measure(tmp)
     except EdgeCNNError as exc:
@@ -354,7 +358,10 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         bytes=size,
         gzip_bytes=gzipped,
         inputs=[_tensor_spec(info, layout=context.src.spec.layout) for info in loaded.inputs],
-        outputs=[_tensor_spec(info, meaning=meanings.get(position, class_meaning)) for position, info in enumerate(loaded.outputs)],
+        outputs=[
+            _tensor_spec(info, meaning=meanings.get(position, class_meaning))
+            for position, info in enumerate(loaded.outputs)
+        ],
         status=checked["status"],
         optimization=dict(facts),
         parity=checked,

@@ -8,6 +8,7 @@ scale/zero-point and int8 outputs dequantized, exactly as the embedded runtime d
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -84,6 +85,36 @@ def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] 
         raw, inputs, outputs = backend.run, backend.inputs, backend.outputs
     order = match_outputs(keras_outputs, outputs, path) if keras_outputs else [0]
     return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order)
+
+
+def resolve_same_shapes(
+    artifact: LoadedArtifact, keras_names: Sequence[str], x: np.ndarray, references: Sequence[np.ndarray]
+) -> LoadedArtifact:
+    """When the file's names are not the Keras names and several outputs share a shape (TFLite with as
+    many classes as embedding values), neither name nor shape tells them apart: take the order whose
+    outputs are closest to Keras on the parity images (relative error)."""
+    names = {info.name for info in artifact.outputs}
+    if len(references) < 2 or all(name in names for name in keras_names):
+        return artifact
+    shapes = [tuple(artifact.outputs[i].shape) for i in artifact.order]
+    if len(set(shapes)) == len(shapes):
+        return artifact
+    sample = artifact.prepare(x[:BATCH])
+    raw = artifact.raw(sample)
+    values = [dequantize(raw[i], artifact.outputs[i]) for i in range(len(raw))]
+
+    def error(order) -> float:
+        return sum(
+            float(np.mean(np.abs(values[i] - ref[: len(sample)])) / (np.mean(np.abs(ref[: len(sample)])) + 1e-12))
+            for i, ref in zip(order, references)
+        )
+
+    fitting = [
+        order
+        for order in itertools.permutations(range(len(values)), len(references))
+        if all(values[i].shape[1:] == ref.shape[1:] for i, ref in zip(order, references))
+    ]
+    return dataclasses.replace(artifact, order=list(min(fitting, key=error)))
 
 
 def keras_outputs(model) -> list[KerasOutput]:
