@@ -81,3 +81,19 @@ def test_detect_batches_do_not_change_results():
 
 def test_detect_empty_scene_has_no_boxes():
     assert detect(_scene((0, 0, 0, 0)), _template_match, window=WINDOW, threshold=0.9) == []
+
+
+def test_detect_and_face_import_no_tensorflow():
+    """The device-side verbs stay TF-free like the runtime they sit on."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import edge_cnn.detect.cli, edge_cnn.detect.detector, edge_cnn.face.cli, edge_cnn.face.gallery;"
+        "from click.testing import CliRunner; from edge_cnn.cli import main;"
+        "assert CliRunner().invoke(main, ['detect', '--help']).exit_code == 0;"
+        "assert CliRunner().invoke(main, ['face', 'identify', '--help']).exit_code == 0;"
+        "bad = [m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules]; assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
