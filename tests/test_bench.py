@@ -243,8 +243,8 @@ def test_dynamic_dimensions_need_input_shape(models):
 
 def test_int8_inputs_are_quantized_with_the_tensor_parameters():
     scale, zero_point = 1 / 255, -128
-    assert bench_inputs.quantize(np.array([0.0, 0.5, 1.0, 2.0]), (scale, zero_point), "int8").tolist() == [
-        -128, 0, 127, 127]  # 2.0 is clipped to the int8 range
+    assert bench_inputs.quantize(np.array([0.0, 0.25, 1.0, 2.0]), (scale, zero_point), "int8").tolist() == [
+        -128, -64, 127, 127]  # 0.25 / scale = 63.75 -> 64; 2.0 is clipped to the int8 range
     buffers = bench_inputs.random_inputs((2, 8, 8, 3), "int8", value_range=(0.0, 1.0), quantization=(scale, zero_point))
     assert len(buffers) == bench_inputs.BUFFERS
     stacked = np.stack(buffers)

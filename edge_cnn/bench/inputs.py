@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.preprocess import PreprocessSpec, find_images
+from edge_cnn.runtime.postprocess import quantize as runtime_quantize
 
 BUFFERS = 8
 MAX_BUFFER_BYTES = 512 * 2**20  # fewer buffers for huge batches rather than gigabytes of inputs
@@ -78,13 +79,11 @@ def _example(rest: Sequence[int]) -> str:
 
 
 def quantize(values: np.ndarray, quantization: tuple[float, int], dtype: str) -> np.ndarray:
-    """Float values -> int8/uint8 with ``q = round(x / scale) + zero_point``, clipped to the dtype."""
+    """Float values -> int8/uint8 exactly as the runtime feeds them to the model."""
     scale, zero_point = quantization
     if not scale:
         raise EdgeCNNError(f"{dtype} input has no quantization scale: re-export the model")
-    info = np.iinfo(dtype)
-    q = np.rint(np.asarray(values, np.float64) / scale) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return runtime_quantize(values, scale, zero_point, dtype)
 
 
 def _cast(values: np.ndarray, dtype: str, quantization: tuple[float, int] | None) -> np.ndarray:

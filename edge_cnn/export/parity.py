@@ -16,7 +16,9 @@ import numpy as np
 
 from edge_cnn.bench.timing import time_calls
 from edge_cnn.runtime.backends import TensorInfo, open_backend
+from edge_cnn.runtime.postprocess import dequantize as runtime_dequantize
 from edge_cnn.runtime.postprocess import l2_normalize
+from edge_cnn.runtime.postprocess import quantize as runtime_quantize
 from edge_cnn.runtime.predictor import match_outputs
 
 FLOAT_TOLERANCE = 1e-4  # max abs difference of probabilities for fp32 artifacts
@@ -60,19 +62,16 @@ class LoadedArtifact:
 
 
 def quantize(batch: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """Float model values -> the tensor's int type: q = round(x / scale) + zero_point, clipped."""
+    """Float model values -> the tensor's dtype, with the runtime's int8/uint8 quantization."""
     if info.dtype not in INT_RANGES:
         return batch.astype(info.dtype)
-    scale, zero_point = info.quantization
-    low, high = INT_RANGES[info.dtype]
-    return np.clip(np.round(batch / scale) + zero_point, low, high).astype(info.dtype)
+    return runtime_quantize(batch, *info.quantization, info.dtype)
 
 
 def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     if info.dtype not in INT_RANGES:
         return np.asarray(values, np.float32)
-    scale, zero_point = info.quantization
-    return (values.astype(np.float32) - zero_point) * np.float32(scale)
+    return runtime_dequantize(values, *info.quantization)
 
 
 def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = ()) -> LoadedArtifact:
