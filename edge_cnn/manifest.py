@@ -56,10 +56,6 @@ class Artifact:
     optimization: dict[str, Any] = dataclasses.field(default_factory=dict)  # qat / prune / cluster facts
     parity: dict[str, Any] = dataclasses.field(default_factory=dict)  # accuracy, agreement, max diff
 
-    @property
-    def quantized_io(self) -> bool:
-        return self.inputs[0].dtype in ("int8", "uint8")
-
 
 @dataclasses.dataclass
 class Manifest:

@@ -159,7 +159,6 @@ def test_manifest_round_trip(tmp_path):
     loaded = load_manifest(tmp_path)
     assert loaded.to_dict() == manifest.to_dict()
     assert loaded.artifact_path(loaded.artifacts[0]) == tmp_path / "model_int8.tflite"
-    assert loaded.artifacts[0].quantized_io
     assert loaded.find(format="tflite", precision="int8") == loaded.artifacts
 
 
