@@ -2,9 +2,11 @@
 
 An interrupted run loses at most the epoch in progress: after every epoch the weights,
 the optimizer state and the position in the plan (stage, epoch, best metric, learning
-rate) are written to ``checkpoints/epoch-NNNN/`` through a temporary folder that is
-renamed into place, and only then does ``checkpoints/latest.json`` (also written
-atomically) point at it. A resume keeps the history rows up to that epoch only.
+rate, the early-stopping and plateau counters) are written to ``checkpoints/epoch-NNNN/``
+through a temporary folder that is renamed into place, and only then does
+``checkpoints/latest.json`` (also written atomically) point at it. A resume keeps the
+history rows up to that epoch only and sets the counters back, so it stops and lowers
+its rate at the same epochs as a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -58,6 +60,62 @@ class StageSchedule(keras.callbacks.Callback):
         rate = epoch_learning_rate(self.base_lr, epoch - self.stage_start, self.stage_epochs, self.schedule, self.warmup)
         if rate is not None:
             self.model.optimizer.learning_rate.assign(rate)
+
+
+# --- counters that survive a resume ------------------------------------------------------
+
+def _finite_or_none(value) -> Any:
+    """JSON-safe counter: the +-inf 'nothing seen yet' of a fresh rule becomes None."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _Resumable:
+    """Mixin for a Keras rule whose counters live between epochs. Keras resets them in
+    ``on_train_begin``, which every ``fit`` (so every resume) calls; counters handed to
+    ``load_counters`` are set again right after that reset."""
+
+    key = ""
+    counter_names: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, Any] | None = None
+
+    def counters(self) -> dict[str, Any]:
+        return {name: _finite_or_none(getattr(self, name)) for name in self.counter_names}
+
+    def load_counters(self, values: dict[str, Any] | None) -> None:
+        self._pending = dict(values) if values else None
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        for name, value in (self._pending or {}).items():
+            if name in self.counter_names and value is not None:
+                setattr(self, name, value)
+        self._pending = None
+
+
+class ResumableEarlyStopping(_Resumable, keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience count and best value survive ``--resume``."""
+
+    key = "early_stopping"
+    counter_names = ("wait", "best", "best_epoch")
+
+
+class ResumableReduceLROnPlateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose patience, best value and cooldown survive ``--resume``."""
+
+    key = "plateau"
+    counter_names = ("wait", "best", "cooldown_counter")
+
+
+def restore_counters(rules: list, saved: dict[str, Any] | None) -> None:
+    """Hand each rule its counters from a checkpoint's state (``state["counters"]``)."""
+    for rule in rules:
+        rule.load_counters((saved or {}).get(rule.key))
 
 
 # --- checkpoints ------------------------------------------------------------------
@@ -176,17 +234,26 @@ def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 class RunRecorder(keras.callbacks.Callback):
     """After each epoch: history row, best weights (val accuracy, ties broken by lower val
-    loss) saved atomically, then the checkpoint. Keep it first among the callbacks so a
-    later callback that stops or interrupts the run never skips it."""
+    loss) saved atomically, then the checkpoint with the ``rules``' counters.
 
-    def __init__(self, run, checkpoints: Checkpoints, history: list[dict], state: dict[str, Any], monitor_val: bool):
+    Order: after the schedule and the ``rules`` (early stopping, plateau; they only count
+    and never raise), so the checkpoint holds this epoch's counters and the rate the next
+    epoch starts from; before any user callback, so one that stops or interrupts the run
+    never skips it.
+    """
+
+    def __init__(self, run, checkpoints: Checkpoints, history: list[dict], state: dict[str, Any], monitor_val: bool,
+                 rules: list | None = None):
         super().__init__()
         self.run, self.checkpoints, self.history, self.state = run, checkpoints, history, state
         self.prefix = "val_" if monitor_val else ""
+        self.rules = list(rules or [])
         self._started = 0.0
+        self._epoch_lr = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._started = time.perf_counter()
+        self._epoch_lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))  # after the schedule
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = dict(logs or {})
@@ -194,12 +261,13 @@ class RunRecorder(keras.callbacks.Callback):
         row.update(
             epoch=epoch + 1,
             stage=self.state["stage"],
-            lr=float(keras.backend.get_value(self.model.optimizer.learning_rate)),
+            lr=self._epoch_lr,
             time_s=round(time.perf_counter() - self._started, 4),
         )
         self.history.append(row)
         best_weights = self._best_weights(epoch + 1, logs)
         self.state["epoch"] = epoch + 1
+        self.state["counters"] = {rule.key: rule.counters() for rule in self.rules}
         write_history(self.run.history_path, self.history)
         self.checkpoints.save(self.model, self.model.optimizer, dict(self.state), best_weights)
 

@@ -6,7 +6,7 @@ import click
 
 from edge_cnn.cli import parse_size, recipe_option
 from edge_cnn.errors import EdgeCNNError
-from edge_cnn.train.config import OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from edge_cnn.train.config import OPTIMIZERS, POOLINGS, SCHEDULES, STRATEGIES, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -79,6 +79,8 @@ Examples:
 @click.option("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, show_default=True)
 @click.option("--l2", type=float, default=DEFAULTS.l2, show_default=True, help="L2 factor on every kernel.")
 @click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True, help="Dropout before the head.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULTS.pooling, show_default=True,
+              help="Head: global average or max pooling, or flatten (keeps where features are; fixed input size).")
 @click.option("--class-weights/--no-class-weights", default=DEFAULTS.class_weights, show_default=True,
               help="Balanced class weights for imbalanced data.")
 @click.option("--early-stopping", type=int, default=DEFAULTS.early_stopping, show_default=True,

@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 COLORS = ("rgb", "grayscale")
+POOLINGS = ("avg", "max", "flatten")
 # TrainConfig key -> AugmentConfig field (the flag says hflip, the data layer horizontal_flip)
 AUGMENT_KEYS = {
     "rotation": "rotation",
@@ -58,6 +59,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     l2: float = 0.0
     dropout: float = 0.2
+    pooling: str = "avg"
     class_weights: bool = True
     early_stopping: int = 0
     schedule: str = "cosine"
@@ -90,6 +92,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("color", self.color, COLORS)
+        _choice("pooling", self.pooling, POOLINGS)
         if self.img_size is not None:
             from edge_cnn.cli import parse_size
 

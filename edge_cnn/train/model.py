@@ -2,8 +2,8 @@
 
 One flat functional model (no nested backbone) so that export, QAT (tfmot cannot
 quantize nested models) and CAM see every layer. Layer names are the contract:
-``head_pool`` (GlobalAveragePooling2D: its input is the last feature map, its output
-the embedding), ``head_dropout`` and ``predictions`` (Dense softmax). Every other layer
+``head_pool`` (global average or max pooling, or Flatten: its input is the last feature
+map, its output the embedding), ``head_dropout`` and ``predictions`` (Dense softmax). Every other layer
 belongs to the backbone.
 
 Freezing relies on Keras 2 semantics: a BatchNormalization layer with
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.keras import keras, layers, tf
+from edge_cnn.train.config import POOLINGS
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "predictions")
 
@@ -34,8 +35,13 @@ IMAGENET = {
 }
 
 
-def build_classifier(name: str, input_shape, num_classes: int, *, width=None, dropout: float = 0.2):
-    """Zoo backbone (``include_top=False``) -> GAP -> Dropout -> Dense softmax."""
+def build_classifier(name: str, input_shape, num_classes: int, *, width=None, dropout: float = 0.2,
+                     pooling: str = "avg"):
+    """Zoo backbone (``include_top=False``) -> pooling -> Dropout -> Dense softmax.
+
+    ``pooling`` is Keras Applications' argument plus ``flatten``: global pooling makes a bag of
+    local features, Flatten keeps where each feature is, which a shallow backbone on a fixed-size
+    window (a pedestrian's head above its legs) needs."""
     from edge_cnn import zoo
 
     options = {}
@@ -48,10 +54,20 @@ def build_classifier(name: str, input_shape, num_classes: int, *, width=None, dr
     features = backbone.output
     if len(features.shape) != 4:
         raise EdgeCNNError(f"{name} without its top gives shape {features.shape}; the head needs a 4-D feature map")
-    x = layers.GlobalAveragePooling2D(name="head_pool")(features)
+    x = _pooling_layer(pooling)(features)
     x = layers.Dropout(float(dropout), name="head_dropout")(x)
     outputs = layers.Dense(int(num_classes), activation="softmax", name="predictions")(x)
     return keras.Model(backbone.input, outputs, name=f"{name}_classifier")
+
+
+def _pooling_layer(pooling: str):
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="head_pool")
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="head_pool")
+    if pooling == "flatten":
+        return layers.Flatten(name="head_pool")
+    raise EdgeCNNError(f"--pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
 
 
 def backbone_layers(model) -> list:

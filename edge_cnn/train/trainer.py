@@ -40,6 +40,7 @@ class RunResult:
     interrupted: bool = False
     transferred: dict[str, Any] | None = None  # layers copied from --weights
     replicas: int = 1  # devices the tf.distribute strategy trains on
+    strategy: str = "default"  # the tf.distribute strategy's public name (also in metrics.json)
 
     @property
     def resume_command(self) -> str:
@@ -78,22 +79,23 @@ def train(
     else:
         _refuse_existing(run)
         state = None
+    strategy = make_strategy(config.strategy)  # before any data work: a bad TF_CONFIG fails at once
     with seeded(config.seed):
-        return _train(config, run, checkpoints, state, resume, callbacks, verbose)
+        return _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose)
 
 
-def _train(config, run, checkpoints, state, resume, callbacks, verbose) -> RunResult:
+def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose) -> RunResult:
     """Everything after the run directory is chosen, under the seed's determinism."""
     data = _read_run_data(run) if resume else _prepare_data(config, run)
     config = TrainConfig.load(run.config_path)
     _say(verbose, f"data: {', '.join(f'{s} {len(data.splits[s])}' for s in SPLITS)} images, "
                   f"{len(data.classes)} classes, {len(data.skipped)} skipped files")
-    strategy = make_strategy(config.strategy)
-    if strategy.num_replicas_in_sync > 1:
-        _say(verbose, f"strategy: {type(strategy).__name__} on {strategy.num_replicas_in_sync} devices")
+    used = {"name": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
+    if used["replicas"] > 1 or config.strategy != "auto":
+        _say(verbose, f"strategy: {used['name']} on {used['replicas']} device(s)")
     with strategy.scope():
         model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
-                                 width=config.width, dropout=config.dropout)
+                                 width=config.width, dropout=config.dropout, pooling=config.pooling)
         add_l2(model, config.l2)
     transferred = None
     if state is None and config.weights != "none":
@@ -101,7 +103,8 @@ def _train(config, run, checkpoints, state, resume, callbacks, verbose) -> RunRe
         transferred = {"layers": copied, "backbone_layers": total, "source": origin}
         _say(verbose, f"initial weights: {copied} of {total} backbone layers from {origin}")
     history = [row for row in cb.read_history(run.history_path) if state and row["epoch"] <= state["epoch"]]
-    result = RunResult(run.path, config, history, transferred=transferred, replicas=strategy.num_replicas_in_sync)
+    result = RunResult(run.path, config, history, transferred=transferred, replicas=used["replicas"],
+                       strategy=used["name"])
     try:
         _run_stages(config, run, data, model, strategy, checkpoints, state, history, callbacks, verbose)
     except KeyboardInterrupt:
@@ -111,10 +114,8 @@ def _train(config, run, checkpoints, state, resume, callbacks, verbose) -> RunRe
         _say(True, f"interrupted: {done}; continue with `{result.resume_command}`")
         result.interrupted = True
         return result
-    result.metrics = finish_run(run, data, config, history, verbose)
-    if transferred:
-        result.metrics["initial_weights"] = transferred
-        write_json(run.metrics_path, result.metrics)
+    extra = {"strategy": used, **({"initial_weights": transferred} if transferred else {})}
+    result.metrics = finish_run(run, data, config, history, verbose, extra=extra)
     return result
 
 
@@ -160,7 +161,35 @@ def make_strategy(name: str):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
+    _check_tf_config(os.environ.get("TF_CONFIG"))
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def strategy_name(strategy) -> str:
+    """Its public tf.distribute name (MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy)."""
+    for name in ("MultiWorkerMirroredStrategy", "MirroredStrategy", "OneDeviceStrategy", "TPUStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return "default"
+
+
+def _check_tf_config(text: str | None) -> None:
+    """Without a cluster in TF_CONFIG every worker would silently train alone on its own copy."""
+    example = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}\'')
+    if not text:
+        raise EdgeCNNError(f"--strategy multiworker needs the TF_CONFIG environment variable on every worker, "
+                           f"e.g. {example}; on one machine use --strategy mirrored or default")
+    try:
+        tf_config = json.loads(text)
+        kind, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
+        members = tf_config["cluster"].get(kind)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EdgeCNNError(f"TF_CONFIG is not a valid cluster description ({type(exc).__name__}: {exc}); "
+                           f"expected e.g. {example}") from None
+    if not isinstance(members, list) or not 0 <= index < len(members):
+        raise EdgeCNNError(f"TF_CONFIG: task {kind} {index} is not in its cluster {tf_config['cluster']}; "
+                           f"expected e.g. {example}")
 
 
 def _refuse_existing(run: RunDir) -> None:
@@ -261,12 +290,14 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
     weights = class_weights(data.splits["train"], len(data.classes)) if config.class_weights else None
     done = state["epoch"] if state else 0
     best = state.get("best") if state else None
+    _skip_shuffles(train_ds, done)
     for stage, stage_epochs, learning_rate in _plan(config):
         if state and (state["stage"] > stage or (state["stage"] == stage and state.get("stage_done"))):
             continue  # finished before the interruption
         entering = state is not None and state["stage"] == stage
         start = state["stage_start"] if entering else done
-        stage_state = {"stage": stage, "stage_start": start, "epoch": done, "stage_done": False, "best": best}
+        stage_state = {"stage": stage, "stage_start": start, "epoch": done, "stage_done": False, "best": best,
+                       "counters": {}}
         with strategy.scope():
             set_stage(model, stage, pretrained=pretrained, unfreeze=config.unfreeze_layers())
             optimizer = make_optimizer(config, learning_rate)
@@ -275,13 +306,19 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
             if state is not None:  # optimizer slots must exist before its state is read back
                 optimizer.build(model.trainable_variables)
                 checkpoints.restore(model, optimizer if entering else None)
+        rules = _stopping_rules(config, val_ds is not None)
+        if entering:
+            cb.restore_counters(rules, state.get("counters"))
+            stage_state["counters"] = state.get("counters") or {}
         state = None
         _say(verbose, f"stage {stage} ({'fine-tuning' if stage == 2 else 'head' if pretrained else 'full'}): "
                       f"epochs {done + 1}..{start + stage_epochs}, lr {learning_rate:g}, "
                       f"{_trainable_count(model):,} trainable parameters")
-        recorder = cb.RunRecorder(run, checkpoints, history, stage_state, monitor_val=val_ds is not None)
-        stage_callbacks = [recorder, *_standard_callbacks(config, run, learning_rate, start, stage_epochs,
-                                                          val_ds is not None), *extra_callbacks]
+        recorder = cb.RunRecorder(run, checkpoints, history, stage_state, monitor_val=val_ds is not None,
+                                  rules=rules)
+        schedule = cb.StageSchedule(learning_rate, start, stage_epochs, config.schedule,
+                                    config.warmup_epochs if start == 0 else 0)
+        stage_callbacks = [schedule, *rules, recorder, *_log_callbacks(run), *extra_callbacks]
         if done < start + stage_epochs:
             model.fit(train_ds, validation_data=val_ds, epochs=start + stage_epochs, initial_epoch=done,
                       callbacks=stage_callbacks, class_weight=weights, verbose=verbose)
@@ -290,24 +327,32 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
         checkpoints.mark(stage_state)
 
 
+def _skip_shuffles(train_ds, epochs: int) -> None:
+    """A resumed run continues the seeded reshuffling where the interrupted one stopped:
+    every ``iter()`` draws the next epoch's order without reading an image."""
+    for _ in range(epochs):
+        iter(train_ds)
+
+
 def _trainable_count(model) -> int:
     return int(sum(int(tf.size(v)) for v in model.trainable_variables))
 
 
-def _standard_callbacks(config, run, learning_rate, start, stage_epochs, has_val) -> list:
+def _stopping_rules(config, has_val) -> list:
+    """Plateau schedule and early stopping: the callbacks whose counters a checkpoint keeps."""
     monitor = "val_loss" if has_val else "loss"
-    found = [
-        cb.StageSchedule(learning_rate, start, stage_epochs, config.schedule,
-                         config.warmup_epochs if start == 0 else 0),
-    ]
-    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs the tensorboard package
-        found.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard"), write_graph=False,
-                                                 profile_batch=0))
+    rules = []
     if config.schedule == "plateau":
-        found.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, verbose=0))
+        rules.append(cb.ResumableReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2, verbose=0))
     if config.early_stopping:
-        found.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping))
-    return found
+        rules.append(cb.ResumableEarlyStopping(monitor=monitor, patience=config.early_stopping))
+    return rules
+
+
+def _log_callbacks(run) -> list:
+    if importlib.util.find_spec("tensorboard") is None:  # tf.summary needs the tensorboard package
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard"), write_graph=False, profile_batch=0)]
 
 
 # --- evaluation -----------------------------------------------------------------------
@@ -330,15 +375,17 @@ def evaluate_items(model, splits: dict[str, list[tuple[str, int]]], spec: Prepro
 def save_best_model(run: RunDir, data: _Data, config: TrainConfig):
     """model.keras = a fresh classifier holding the best epoch's weights (uncompiled, all trainable)."""
     model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
-                             width=config.width, dropout=config.dropout)
+                             width=config.width, dropout=config.dropout, pooling=config.pooling)
     model.set_weights(cb.load_arrays(cb.Checkpoints(run.checkpoints_dir).best_path))
     with atomic_path(run.model_path) as tmp:
         model.save(tmp)
     return model
 
 
-def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict], verbose: int) -> dict[str, Any]:
-    """Evaluate the best model on every split; write metrics.json, curves.png, confusion.png."""
+def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict], verbose: int,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate the best model on every split; write metrics.json (with ``extra``: the strategy,
+    the initial weights), curves.png, confusion.png."""
     model = save_best_model(run, data, config)
     metrics: dict[str, Any] = {"labels": data.classes}
     metrics.update(evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size))
@@ -350,6 +397,7 @@ def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict
         best_epoch=(latest.get("best") or {}).get("epoch"),
         epochs=len(history),
         confusion_split=shown,
+        **(extra or {}),
     )
     write_json(run.metrics_path, metrics)
     if history:
