@@ -42,6 +42,8 @@ DEFAULT_FINE_TUNE_EPOCHS = 2
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 RANDOM_PARITY_IMAGES = 8
 EMBEDDING_LAYER = "head_pool"
+EMBEDDING_OUTPUT = "embedding"
+CENTRE_BATCH = 256  # images per forward pass when averaging the training features
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "saved_model": "_savedmodel"}
 
 
@@ -100,7 +102,8 @@ def export(
 
     TFLite fp32 + ONNX fp32 always; ``fp16``/``dynamic`` add TFLite variants; ``int8`` adds full-integer
     TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``cluster`` optimize
-    the model first; ``embedding`` adds the ``head_pool`` output (meaning "embedding") to every artifact.
+    the model first; ``embedding`` adds the ``head_pool`` features minus their mean over the training
+    images (meaning "embedding") to every artifact.
     Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
     """
     formats = _parse_formats(formats)
@@ -117,7 +120,7 @@ def export(
     optimizing = qat or prune is not None or cluster is not None
     _check_data(src, int8, qat, optimizing)
     if embedding:
-        embedding_layer(src.model, src.model_path)
+        _check_embedding(src)
 
     x_test, y_test, parity_data = _parity_images(src)
     model, stem, facts = src.model, "model", {}
@@ -127,7 +130,9 @@ def export(
         epochs = {"qat": qat_epochs, "prune": prune_epochs, "cluster": cluster_epochs}
         model, stem, facts = _optimize(src, qat, prune, cluster, epochs, verbose)
     if embedding:
-        model = with_embedding(model, src.model_path)
+        log("centring the embedding on the mean feature of the " + centre_images(src)[1])
+        centre, facts["embedding"] = embedding_centre(model, src)
+        model = with_embedding(model, src.model_path, centre)
         reference, reference_embedding = model.predict(x_test, verbose=0)
     else:
         reference, reference_embedding = model.predict(x_test, verbose=0), None
@@ -229,6 +234,15 @@ def _check_data(src: ExportSource, int8: bool, qat: bool, optimizing: bool) -> N
         )
 
 
+def _check_embedding(src: ExportSource) -> None:
+    embedding_layer(src.model, src.model_path)
+    if not centre_images(src)[0]:
+        raise EdgeCNNError(
+            f"--embedding centres the features on their mean over training images and {src.model_path.name} "
+            "comes without a training split: pass --calib-data IMAGE_FOLDER (images like the ones to embed)"
+        )
+
+
 def embedding_layer(model, path: Path):
     """The trainer's ``head_pool`` layer (global average pooling: the penultimate features).
     A QAT model wraps it as ``quant_head_pool``."""
@@ -242,11 +256,47 @@ def embedding_layer(model, path: Path):
     )
 
 
-def with_embedding(model, path: Path):
-    """The same weights with two outputs: (probabilities, head_pool features)."""
+def centre_images(src: ExportSource):
+    """The images whose mean feature centres the embedding: the training split, else --calib-data."""
+    return (src.train, "training split") if src.train else (src.calibration, "--calib-data images")
+
+
+def embedding_centre(model, src: ExportSource) -> tuple[np.ndarray, dict[str, Any]]:
+    """Mean ``head_pool`` feature of ``model`` over the centring images, and the manifest's record of it.
+
+    Post-ReLU pooled features are all non-negative, so raw vectors of different people point into one
+    orthant (cosines of 0.9 between strangers); minus their mean, cosine similarity separates people."""
     from edge_cnn.keras import keras
 
-    return keras.Model(model.input, [model.output, embedding_layer(model, path).output], name=model.name)
+    items, origin = centre_images(src)
+    features = keras.Model(model.input, embedding_layer(model, src.model_path).output)
+    total = 0.0
+    for start in range(0, len(items), CENTRE_BATCH):
+        x, _ = src.load(items[start : start + CENTRE_BATCH])
+        total = total + features.predict(x, verbose=0).astype(np.float64).reshape(len(x), -1).sum(axis=0)
+    centre = (total / len(items)).astype(np.float32)
+    record = {"centred": True, "centre": f"mean {EMBEDDING_LAYER} feature", "centre_images": origin,
+              "centre_count": len(items), "centre_norm": float(np.linalg.norm(centre))}
+    return centre, record
+
+
+def with_embedding(model, path: Path, centre: np.ndarray):
+    """The same weights with two outputs: (probabilities, head_pool features - centre).
+
+    The subtraction is a layer of the graph, so every format and precision (int8 included, whose output
+    quantization then has a zero point inside a signed range) carries it and the runtime stays as it is."""
+    from edge_cnn.keras import keras, layers
+
+    class EmbeddingCentre(layers.Layer):
+        def build(self, input_shape):
+            self.centre = self.add_weight("centre", shape=centre.shape, initializer="zeros", trainable=False)
+            self.centre.assign(centre)
+
+        def call(self, inputs):
+            return inputs - self.centre
+
+    embedding = EmbeddingCentre(name=EMBEDDING_OUTPUT)(embedding_layer(model, path).output)
+    return keras.Model(model.input, [model.output, embedding], name=model.name)
 
 
 # --- data -----------------------------------------------------------------------
@@ -324,6 +374,10 @@ class _Context:
                 from edge_cnn.export.onnx_quant import quantize_onnx
 
                 quantize_onnx(self.onnx_graph(), path, self.calibration, self.onnx_options)
+            elif job.precision == "int8":  # QAT: tf2onnx folded the fake-quant weights back to float32
+                from edge_cnn.export.onnx_qdq import store_weights_int8
+
+                onnx.save(store_weights_int8(self.onnx_graph()), str(path))
             else:
                 onnx.save(self.onnx_graph(), str(path))
         else:
