@@ -73,7 +73,7 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
 
     out = tmp_path / "report"
     result = _run_tool("compare_pedestrian.py", "--run", run, "--limit", 8, "--formats", "tflite", "--timing-runs", 10,
-                       "--out", out)
+                       "--batch", 4, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "export" / "manifest.json").is_file()  # exported by the script, int8 included
     rows = _rows(out, "compare_pedestrian")
@@ -87,6 +87,8 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
         for subset in ("all test windows", "Penn-Fudan only"):
             assert 0.0 <= by_key[(subset, method)]["ROC AUC"] <= 1.0
     assert by_key[("all test windows", methods[0])]["ROC AUC"] > 0.7  # HOG+SVM really scores people
+    assert by_key[("all test windows", methods[0])]["Batched p50 (ms/window)"] is None  # no batch mode for HOG
+    assert all(by_key[("all test windows", m)]["Batched p50 (ms/window)"] > 0 for m in methods[1:])
     assert "| HOG + linear SVM (OpenCV) |" in result.stdout
 
     wrong = _run_tool("compare_pedestrian.py", "--run", tmp_path / "missing", "--out", out)

@@ -9,6 +9,9 @@ Latency: median ms per single window, windows timed one by one, from the decoded
 HOG computes its descriptor and the SVM margin; the CNN goes through ``Predictor.probabilities`` (resize,
 normalize, int8 quantization of the input and the forward pass, batch 1). Both on ``--threads`` threads.
 "Model-only" times the CNN on an already preprocessed float window (input quantization and forward pass).
+"Batched" is the CNN's cost per window when ``--batch`` windows go through one call, as ``edgecnn detect`` runs
+them (median over the batches of the test windows, preprocessing included). HOG+SVM has no such mode for
+separate windows (OpenCV computes one descriptor per call), so its row leaves that column empty.
 
     python tools/compare_pedestrian.py --run runs/ped --out runs/ped/compare
     python tools/compare_pedestrian.py --run runs/ped --limit 50 --out /tmp/cmp   # a quick look
@@ -25,7 +28,7 @@ import numpy as np
 
 SUBSETS = {"all test windows": "", "Penn-Fudan only": "pennfudan"}
 COLUMNS = ["Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)", "Latency input",
-           "Model-only p50 (ms/window)"]
+           "Model-only p50 (ms/window)", "Batched p50 (ms/window)"]
 CNN_VARIANTS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 
 
@@ -74,6 +77,22 @@ def median_latency_ms(call, inputs: list, runs: int) -> float:
     return round(summarize(durations).p50_ms, 3)
 
 
+def batched_latency_ms(call, windows: list, batch: int, rounds: int = 3) -> float:
+    """Median over ``rounds`` passes of the wall time per window of ``call(stack of batch windows)``."""
+    from edge_cnn.bench.timing import summarize
+
+    stacks = [np.stack(windows[start:start + batch]) for start in range(0, len(windows), batch)]
+    stacks = [stack for stack in stacks if len(stack) == batch] or stacks[:1]
+    call(stacks[0])  # warm-up
+    durations = []
+    for _ in range(rounds):
+        for stack in stacks:
+            started = time.perf_counter()
+            call(stack)
+            durations.append((time.perf_counter() - started) / len(stack))
+    return round(summarize(durations).p50_ms, 4)
+
+
 def first_per_class(items: list[tuple[str, int]], limit: int | None) -> list[tuple[str, int]]:
     """The first ``limit`` items of each class, split order kept (all of them without a limit)."""
     if not limit:
@@ -88,7 +107,8 @@ def first_per_class(items: list[tuple[str, int]], limit: int | None) -> list[tup
 
 
 def metric_rows(method: str, names: list[str], is_person: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
-                latency_ms: float, latency_input: str, model_only_ms: float | None = None) -> list[dict]:
+                latency_ms: float, latency_input: str, model_only_ms: float | None = None,
+                batched_ms: float | None = None) -> list[dict]:
     from edge_cnn.baselines import roc_auc
 
     rows = []
@@ -103,12 +123,13 @@ def metric_rows(method: str, names: list[str], is_person: np.ndarray, scores: np
             "Accuracy (%)": round(100 * float((predicted[chosen] == truth).mean()), 2),
             "ROC AUC": None if auc is None else round(auc, 4),
             "Latency p50 (ms/window)": latency_ms, "Latency input": latency_input,
-            "Model-only p50 (ms/window)": model_only_ms,
+            "Model-only p50 (ms/window)": model_only_ms, "Batched p50 (ms/window)": batched_ms,
         })
     return rows
 
 
-def compare(run: Path, limit: int | None, formats: list[str], threads: int, timing_runs: int) -> list[dict]:
+def compare(run: Path, limit: int | None, formats: list[str], threads: int, timing_runs: int,
+            batch: int = 64) -> list[dict]:
     import cv2
 
     from edge_cnn.baselines import HogPeopleScorer
@@ -139,8 +160,10 @@ def compare(run: Path, limit: int | None, formats: list[str], threads: int, timi
         latency = median_latency_ms(predictor.probabilities, windows, timing_runs)
         singles = [predictor.preprocess([window]) for window in windows[:timing_runs]]
         model_only = median_latency_ms(lambda batch: predictor.probabilities(batch, preprocessed=True), singles, timing_runs)
+        batched = batched_latency_ms(predictor.probabilities, windows, batch)
         rows += metric_rows(method, names, is_person, probabilities[:, cnn_person],
-                            probabilities.argmax(axis=1) == cnn_person, latency, "uint8 64x128 window, batch 1", model_only)
+                            probabilities.argmax(axis=1) == cnn_person, latency, "uint8 64x128 window, batch 1", model_only,
+                            batched)
     return sorted(rows, key=lambda row: list(SUBSETS).index(row["Subset"]))
 
 
@@ -156,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="tflite,onnx", help="CNN formats to export/measure [tflite,onnx]")
     parser.add_argument("--threads", type=int, default=1, help="threads for OpenCV and the CNN runtime [1]")
     parser.add_argument("--timing-runs", type=int, default=200, help="windows timed one by one [200]")
+    parser.add_argument("--batch", type=int, default=64, help="windows per call for the batched column [64]")
     parser.add_argument("--out", required=True, type=Path, help="folder for compare_pedestrian.{md,json}")
     args = parser.parse_args(argv)
 
@@ -164,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         rows = compare(args.run, args.limit, [f.strip() for f in args.formats.split(",") if f.strip()], args.threads,
-                       args.timing_runs)
+                       args.timing_runs, args.batch)
     except EdgeCNNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -172,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print(to_markdown(rows, COLUMNS))
     args.out.mkdir(parents=True, exist_ok=True)
     write_reports(rows, json_path=args.out / "compare_pedestrian.json", md_path=args.out / "compare_pedestrian.md",
-                  columns=COLUMNS, extra={"run": str(args.run.resolve()), "limit": args.limit, "threads": args.threads})
+                  columns=COLUMNS, extra={"run": str(args.run.resolve()), "limit": args.limit, "threads": args.threads,
+                         "batch": args.batch})
     return 0
 
 
