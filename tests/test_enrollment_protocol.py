@@ -66,7 +66,9 @@ def test_protocol_keeps_unseen_people_out_and_measures_every_artifact_and_k(tmp_
         assert row["Correct at threshold (%)"] <= row["Top-1 (%)"]
         shares = row["Correct at threshold (%)"] + row["Unknown (%)"] + row["Wrong accepted (%)"]
         assert shares == pytest.approx(100, abs=0.05)
-    assert report["threshold"] == 0.5  # the face gallery's default
+    from edge_cnn.face.gallery import DEFAULT_THRESHOLD
+
+    assert report["threshold"] == DEFAULT_THRESHOLD  # the face gallery's default
     markdown = (out / "enrollment_protocol.md").read_text()
     assert markdown.count("| tflite fp32 |") == 3 and markdown.count("| tflite int8 |") == 3
 

@@ -191,7 +191,6 @@ def test_pruning_reaches_the_measured_target_sparsity(tiny_run_dir, tmp_path):
         if len(d["shape"]) == 4
         and d["shape"][0] in (8, 16)
         and d["dtype"] == np.float32
-        and "conv" in d["name"].lower()
     ]
     assert kernels and all(abs(np.mean(k == 0) - 0.5) < 0.05 for k in kernels)
 
@@ -395,12 +394,21 @@ def embedding_export(tiny_run_dir, tmp_path_factory):
     return run, export(run, formats="tflite,onnx", int8=True, embedding=True)
 
 
+def head_pool(model, x: np.ndarray) -> np.ndarray:
+    return keras.Model(model.input, model.get_layer("head_pool").output).predict(x, verbose=0)
+
+
+def centred_and_normalised(features: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    centred = features - centre
+    return centred / np.linalg.norm(centred, axis=1, keepdims=True)
+
+
 def keras_embeddings(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Test-split inputs and the Keras head_pool features, L2-normalised."""
+    """Test-split inputs and the Keras head_pool features minus their training-split mean, L2-normalised."""
     x, _ = keras_probabilities(run)
+    x_train, _ = keras_probabilities(run, "train")
     model = keras.models.load_model(RunDir(run).model_path)
-    features = keras.Model(model.input, model.get_layer("head_pool").output).predict(x, verbose=0)
-    return x, features / np.linalg.norm(features, axis=1, keepdims=True)
+    return x, centred_and_normalised(head_pool(model, x), head_pool(model, x_train).mean(axis=0))
 
 
 def test_embedding_adds_a_second_output_with_its_meaning(embedding_export):
@@ -413,9 +421,35 @@ def test_embedding_adds_a_second_output_with_its_meaning(embedding_export):
         assert shapes == {"probabilities": [-1, 2], "embedding": [-1, 16]}, artifact.path
         distance = artifact.parity["embedding_max_cosine_distance"]
         assert distance < (1e-5 if artifact.precision == "fp32" else 0.02), artifact.path
+        centring = artifact.optimization["embedding"]
+        assert centring["centred"] is True and centring["centre_images"] == "training split"
+        assert centring["centre_count"] == len(RunDir(run).read_split("train")), artifact.path
     (int8_tflite,) = result.manifest.find("tflite", "int8")
     (embedding,) = [o for o in int8_tflite.outputs if o.meaning == "embedding"]
     assert embedding.dtype == "int8" and embedding.quantization.scale > 0
+    assert -128 < embedding.quantization.zero_point < 127  # a signed range: centred values go both ways
+
+
+def test_exported_embedding_is_centred_on_the_training_split_mean(embedding_export):
+    """The raw embedding output of every artifact averages to ~0 over the training split: the graph
+    subtracts that split's mean (computed here independently), not the test split's or none."""
+    from edge_cnn.export.parity import load_artifact
+
+    run, result = embedding_export
+    x_train, _ = keras_probabilities(run, "train")
+    model = keras.models.load_model(RunDir(run).model_path)
+    features = head_pool(model, x_train)
+    train_mean = np.linalg.norm(features.mean(axis=0))
+    assert features.min() >= 0 and train_mean > 0.1  # post-ReLU: every feature vector in one orthant
+    for artifact in result.manifest.artifacts:
+        loaded = load_artifact(result.manifest.artifact_path(artifact), artifact.format)
+        position = [o.meaning for o in artifact.outputs].index("embedding")
+        raw = loaded.raw(loaded.prepare(x_train))[position]
+        quant = artifact.outputs[position].quantization  # the runtime's dequantization (TFLite int8 only)
+        values = raw.astype(np.float32) if quant is None else (raw.astype(np.float32) - quant.zero_point) * quant.scale
+        left = np.linalg.norm(values.mean(axis=0))
+        assert left < (1e-4 if artifact.precision == "fp32" else 0.02 * train_mean), artifact.path
+        assert values.min() < 0 < values.max(), artifact.path
 
 
 def test_embedding_export_keeps_probability_parity(embedding_export):
@@ -430,7 +464,7 @@ def test_embedding_export_keeps_probability_parity(embedding_export):
         np.testing.assert_allclose(predictor.probabilities(x, preprocessed=True), reference, atol=1e-4)
 
 
-def test_predictor_embed_matches_the_normalised_keras_head_pool(embedding_export):
+def test_predictor_embed_matches_the_centred_normalised_keras_head_pool(embedding_export):
     from edge_cnn.runtime import Predictor
 
     run, _ = embedding_export
@@ -454,7 +488,7 @@ def test_embedding_without_head_pool_exits_2(tmp_path):
     assert not (tmp_path / "m_export").exists()
 
 
-def test_embedding_as_wide_as_the_classes_is_told_apart_from_the_probabilities(tmp_path):
+def test_embedding_as_wide_as_the_classes_is_told_apart_from_the_probabilities(tmp_path, square_images):
     """16 classes and 16 head_pool values: TFLite's outputs differ neither by name nor by shape, end to end."""
     from conftest import tiny_classifier
 
@@ -462,16 +496,32 @@ def test_embedding_as_wide_as_the_classes_is_told_apart_from_the_probabilities(t
 
     model = tiny_classifier((32, 32, 3), 16)
     model.save(tmp_path / "m.keras")
-    PreprocessSpec(height=32, width=32).save(tmp_path / "preprocess.json")
-    result = export(tmp_path / "m.keras", formats="tflite", preprocess=tmp_path / "preprocess.json", embedding=True)
+    spec = PreprocessSpec(height=32, width=32)
+    spec.save(tmp_path / "preprocess.json")
+    result = export(tmp_path / "m.keras", formats="tflite", preprocess=tmp_path / "preprocess.json", embedding=True,
+                    calib_data=square_images)
     (artifact,) = result.manifest.artifacts
     assert artifact.status == "OK" and artifact.parity["max_abs_diff"] <= 1e-4
+    calibration = sorted(square_images.rglob("*.png"))  # no training split: centred on the --calib-data images
+    assert artifact.optimization["embedding"]["centre_images"] == "--calib-data images"
+    assert artifact.optimization["embedding"]["centre_count"] == len(calibration)
     x = np.random.default_rng(1).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
-    features = keras.Model(model.input, model.get_layer("head_pool").output).predict(x, verbose=0)
     predictor = Predictor.load(result.manifest_path)
     np.testing.assert_allclose(predictor.probabilities(x, preprocessed=True), model.predict(x, verbose=0), atol=1e-4)
-    expected = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = centred_and_normalised(head_pool(model, x), head_pool(model, spec(calibration)).mean(axis=0))
     np.testing.assert_allclose(predictor.embed(x, preprocessed=True), expected, atol=1e-4)
+
+
+def test_embedding_of_a_bare_model_without_images_to_centre_on_exits_2(tmp_path):
+    from conftest import tiny_classifier
+
+    tiny_classifier((32, 32, 3), 2).save(tmp_path / "m.keras")
+    PreprocessSpec(height=32, width=32).save(tmp_path / "preprocess.json")
+    args = ["export", str(tmp_path / "m.keras"), "--preprocess", str(tmp_path / "preprocess.json"), "--embedding"]
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2
+    assert "without a training split" in outcome.output and "--calib-data" in outcome.output
+    assert not (tmp_path / "m_export").exists()
 
 
 def test_same_shape_outputs_are_ordered_by_closeness_to_keras():

@@ -1,5 +1,6 @@
 """Face enrollment and identification round trip (embedding model stood in by colour statistics)."""
 
+import inspect
 import types
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from PIL import Image
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.face import Gallery, enroll, identify
+from edge_cnn.face.gallery import DEFAULT_THRESHOLD
 from edge_cnn.preprocess import PreprocessSpec
 
 COLOURS = {"ana": (220, 30, 30), "bo": (30, 220, 30), "cy": (30, 30, 220)}
@@ -17,8 +19,9 @@ COLOURS = {"ana": (220, 30, 30), "bo": (30, 220, 30), "cy": (30, 30, 220)}
 class ColourEmbedder:
     """Stands in for Predictor.embed: the image's mean colour, centred and L2-normalised."""
 
-    def __init__(self, source="model-a"):
+    def __init__(self, source="model-a", centring=None):
         self.manifest = types.SimpleNamespace(source_sha256=source)
+        self.artifact = types.SimpleNamespace(optimization={"embedding": centring} if centring else {})
         self.spec = PreprocessSpec(height=8, width=8)
 
     def embed(self, images):
@@ -26,6 +29,15 @@ class ColourEmbedder:
         batch = self.spec(images if not single else [images]).reshape(-1, 64, 3).mean(axis=1) - 0.4
         vectors = batch / np.linalg.norm(batch, axis=1, keepdims=True)
         return vectors[0] if single else vectors
+
+
+def _noise_image(path, seed, square):
+    """Dark noise like the squares' background, with a green square or none: no enrolled person."""
+    image = np.random.default_rng(100 + seed).integers(0, 60, (32, 32, 3), dtype=np.uint8)
+    if square:
+        image[10:18, 12:20] = (40, 230, 40)
+    Image.fromarray(image).save(path)
+    return path
 
 
 def _image(path, colour, seed):
@@ -63,10 +75,41 @@ def test_enroll_identify_round_trip(gallery_dir, tmp_path):
     assert results[0].to_dict()["path"] == str(probes[0])
 
 
+def test_default_threshold_accepts_enrolled_people_and_rejects_a_stranger(gallery_dir, tmp_path):
+    embedder = ColourEmbedder()
+    gallery, _ = enroll(embedder, gallery_dir)
+    probes = [_image(tmp_path / f"{name}.png", colour, seed=5) for name, colour in COLOURS.items()]
+    stranger = _image(tmp_path / "stranger.png", (200, 200, 40), seed=5)  # cosine ~0.4 to the nearest
+    results = identify(embedder, gallery, probes + [stranger])
+    assert [r.identity for r in results] == ["ana", "bo", "cy", "unknown"]
+    assert results[-1].score < DEFAULT_THRESHOLD <= min(r.score for r in results[:3])
+    assert inspect.signature(identify).parameters["threshold"].default == DEFAULT_THRESHOLD == 0.75
+
+
 def test_gallery_from_another_model_is_refused(gallery_dir, tmp_path):
     gallery, _ = enroll(ColourEmbedder("model-a"), gallery_dir)
     with pytest.raises(EdgeCNNError, match="another model"):
         identify(ColourEmbedder("model-b"), gallery, [gallery_dir / "ana" / "0.png"])
+
+
+CENTRED = {"centred": True, "centre": "mean head_pool feature", "centre_images": "training split",
+           "centre_count": 240, "centre_norm": 2.5}
+
+
+def test_gallery_from_another_export_of_the_same_model_is_refused(gallery_dir, tmp_path):
+    """Same Keras model, embeddings centred differently (or not at all): another space, so refused; the
+    record survives save/load, and float noise in the centre's norm of a re-export is tolerated."""
+    gallery, _ = enroll(ColourEmbedder(centring=CENTRED), gallery_dir)
+    gallery.save(tmp_path / "g.npz")
+    loaded = Gallery.load(tmp_path / "g.npz")
+    probe = [gallery_dir / "ana" / "0.png"]
+    assert identify(ColourEmbedder(centring={**CENTRED, "centre_norm": 2.5000001}), loaded, probe)[0].identity == "ana"
+    for other in (None, {**CENTRED, "centre_norm": 2.7}, {**CENTRED, "centre_images": "--calib-data images"}):
+        with pytest.raises(EdgeCNNError, match="centred differently"):
+            identify(ColourEmbedder(centring=other), loaded, probe)
+    uncentred, _ = enroll(ColourEmbedder(), gallery_dir)
+    with pytest.raises(EdgeCNNError, match="another export"):
+        identify(ColourEmbedder(centring=CENTRED), uncentred, probe)
 
 
 def test_empty_or_missing_gallery(tmp_path):
@@ -103,13 +146,17 @@ def test_face_cli_end_to_end_on_an_exported_embedding(tiny_run_dir, tmp_path):
     assert Gallery.load(gallery).names == ["blue", "red"] and Gallery.load(gallery).counts == [4, 4]
 
     probes = [str(p) for p, _ in make_square_images(tmp_path / "probes", per_class=3, seed=7)]
+    strangers = [str(_noise_image(tmp_path / f"stranger{i}.png", seed=i, square=i % 2 == 0)) for i in range(4)]
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    identify = ["face", "identify", "--gallery", str(gallery), "--json"]
-    identified = cli.invoke(main, [*identify, *probes, str(tmp_path / "broken.png")])
+    identify = ["face", "identify", "--gallery", str(gallery), "--json"]  # the default threshold
+    identified = cli.invoke(main, [*identify, *probes, *strangers, str(tmp_path / "broken.png")])
     assert identified.exit_code == 2 and "broken.png" in identified.stderr
     results = [json.loads(line) for line in identified.stdout.splitlines()]
-    assert [r["path"] for r in results] == probes
-    assert [r["identity"] for r in results] == [Path(p).parent.name for p in probes]
+    assert [r["path"] for r in results] == probes + strangers
+    assert [r["identity"] for r in results] == [Path(p).parent.name for p in probes] + ["unknown"] * len(strangers)
+    # at the default threshold: enrolled people near 1, a green square or bare noise well below it
+    assert min(r["score"] for r in results[: len(probes)]) > 0.9
+    assert max(r["score"] for r in results[len(probes) :]) < DEFAULT_THRESHOLD - 0.2
 
     strict = cli.invoke(main, [*identify, *probes, "--threshold", "1.01"])
     assert strict.exit_code == 0

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_cnn.export import export
+from edge_cnn.export.compact import compact_file
 from edge_cnn.export.onnx_quant import OnnxQuantOptions, quantize_onnx
 from edge_cnn.export.parity import compare, load_artifact, quick_latency
 from edge_cnn.export.source import calibration_items
@@ -157,6 +158,7 @@ def main() -> None:
         path = args.work / "variants" / f"{re.sub(r'[^a-z0-9]+', '_', name)}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         quantize_onnx(fp32_onnx, path, calibration, options)
+        compact_file(path, "onnx")  # as the exporter ships it, so sizes compare with the manifest's
         paths[name] = (path, "onnx")
         checked = compare(load_artifact(path, "onnx"), x, y, reference, keras_accuracy, "int8")
         variants.append(

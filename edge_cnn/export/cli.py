@@ -56,6 +56,12 @@ from edge_cnn.cli import recipe_option
     help="7-bit ONNX weights (avoids u8s8 saturation on AVX2 CPUs without VNNI).",
 )
 @click.option("--opset", default=17, show_default=True, help="ONNX opset.")
+@click.option(
+    "--keep-names",
+    is_flag=True,
+    help="Keep the converters' long tensor and node names (for debugging); by default ONNX and TFLite "
+    "artifacts get short internal names (graph inputs, outputs and signatures keep theirs).",
+)
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning, then int8 artifacts.")
 @click.option("--qat-epochs", default=2, show_default=True)
 @click.option("--prune", type=float, help="Magnitude-prune to this sparsity (0..1), fine-tune, strip.")
@@ -67,7 +73,8 @@ from edge_cnn.cli import recipe_option
 @click.option(
     "--embedding",
     is_flag=True,
-    help="Add a second output to every artifact: the head_pool features (manifest meaning 'embedding'), "
+    help="Add a second output to every artifact: the head_pool features minus their training-split mean "
+    "(manifest meaning 'embedding'), "
     "for `edgecnn face enroll/identify` and Predictor.embed().",
 )
 @recipe_option
@@ -86,6 +93,7 @@ def export(source: str, format: str, **options) -> None:
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
       edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic
+      edgecnn export runs/ped --int8 --keep-names --out runs/ped/export_debug   # converters' long names
       edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
       edgecnn export runs/faces --embedding --int8                # + embedding output for face enrollment
     """

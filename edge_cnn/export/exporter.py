@@ -85,6 +85,7 @@ def export(
     onnx_per_channel: bool = True,
     onnx_reduce_range: bool = True,
     opset: int = 17,
+    keep_names: bool = False,
     qat: bool = False,
     qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS,
     prune: float | None = None,
@@ -104,7 +105,8 @@ def export(
     TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``cluster`` optimize
     the model first; ``embedding`` adds the ``head_pool`` features minus their mean over the training
     images (meaning "embedding") to every artifact.
-    Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
+    Every ONNX and TFLite artifact gets short internal names (``edge_cnn.export.compact``) unless
+    ``keep_names``. Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
     """
     formats = _parse_formats(formats)
     onnx_options = OnnxQuantOptions(
@@ -142,7 +144,7 @@ def export(
         facts["keras_accuracy_after"] = reference_accuracy
 
     calibration = _calibration(src, calib) if int8 and not qat else None
-    context = _Context(src, model, qat, float_io, calibration, onnx_options, opset)
+    context = _Context(src, model, qat, float_io, calibration, onnx_options, opset, keep_names)
     artifacts, rows = [], []
     for job in plan_jobs(formats, int8, fp16, dynamic, qat):
         log(f"{job.format} {job.precision}")
@@ -285,14 +287,15 @@ def with_embedding(model, path: Path, centre: np.ndarray):
 
     The subtraction is a layer of the graph, so every format and precision (int8 included, whose output
     quantization then has a zero point inside a signed range) carries it and the runtime stays as it is."""
-    from edge_cnn.keras import keras, layers
+    from edge_cnn.keras import keras, layers, tf
 
     class EmbeddingCentre(layers.Layer):
         def build(self, input_shape):
             self.centre = self.add_weight("centre", shape=centre.shape, initializer="zeros", trainable=False)
             self.centre.assign(centre)
 
-        def call(self, inputs):
+        @tf.autograph.experimental.do_not_convert  # nothing to convert; autograph re-reads the source file
+        def call(self, inputs, training=None):  # the wrapper takes **kwargs, so Keras passes ``training``
             return inputs - self.centre
 
     embedding = EmbeddingCentre(name=EMBEDDING_OUTPUT)(embedding_layer(model, path).output)
@@ -344,9 +347,10 @@ def _optimize(src: ExportSource, qat, prune, cluster, epochs: dict[str, int], ve
 class _Context:
     """What the jobs share: the model, calibration data and the ONNX graph converted once."""
 
-    def __init__(self, src, model, qat, float_io, calibration, onnx_options, opset):
+    def __init__(self, src, model, qat, float_io, calibration, onnx_options, opset, keep_names=False):
         self.src, self.model, self.qat, self.float_io = src, model, qat, float_io
         self.calibration, self.onnx_options, self.opset = calibration, onnx_options, opset
+        self.keep_names = keep_names
         self._onnx: Any = None
 
     def onnx_graph(self):
@@ -384,6 +388,10 @@ class _Context:
             from edge_cnn.keras import tf
 
             tf.saved_model.save(self.model, str(path))
+        if job.format != "saved_model" and not self.keep_names:  # before parity: the checked file ships
+            from edge_cnn.export.compact import compact_file
+
+            compact_file(path, job.format)
 
 
 def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple[Artifact | None, dict[str, Any]]:

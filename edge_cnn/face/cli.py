@@ -6,6 +6,8 @@ import json
 
 import click
 
+from edge_cnn.face.gallery import DEFAULT_THRESHOLD
+
 
 @click.group()
 def face() -> None:
@@ -55,7 +57,9 @@ def enroll(gallery_dir, model, out, backend, precision):
 @click.argument("images", nargs=-1, required=True)
 @click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--model", default=None, help="Embedding model (default: the one the gallery was enrolled with).")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Cosine similarity below which the face is 'unknown'.")
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+              help="Cosine similarity below which the face is 'unknown' (the default is the equal-error point "
+              "measured on AT&T; raise it to reject more strangers, lower it to reject fewer enrolled people).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image: path, identity, score, nearest.")
 @_backend
 @_precision

@@ -1,12 +1,14 @@
 """Gallery of enrolled identities: one L2-normalised centroid of embeddings per person.
 
-A gallery is tied to the Keras model its embeddings came from (the manifest's source
-sha256): embeddings of another model live in another space, so mixing them is refused.
+A gallery is tied to the embedding space it was enrolled in: the Keras model (the manifest's
+source sha256) and the centre export subtracted from its features (the artifact's
+``optimization["embedding"]``). Embeddings of another space cannot be compared, so mixing is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +20,15 @@ from edge_cnn.io import atomic_path
 from edge_cnn.preprocess import is_image_file
 
 UNKNOWN = "unknown"
+# Cosine similarity below which the nearest enrolled person is rejected as "unknown", for embeddings
+# centred on the training mean (`edgecnn export --embedding`). Chosen with tools/enrollment_protocol.py
+# (AT&T, faces_id recipe, 10 unseen people enrolled from 1, 2 and 3 images, splits of seeds 0, 1, 2:
+# 630 probes): the equal-error point between genuine probes (cosine to their own centroid, median 0.90)
+# and strangers (cosine to the nearest centroid of a gallery without them, median 0.56) is 0.733 fp32,
+# 0.729 int8 (0.71 / 0.74 / 0.75 for k = 1 / 2 / 3), rounded to the nearest 0.05, which leans towards
+# rejecting strangers: at 0.75, 83% of genuine probes are accepted and 89% of strangers rejected.
+# A larger gallery gives strangers a higher nearest score: calibrate --threshold on your own people.
+DEFAULT_THRESHOLD = 0.75
 
 
 @dataclasses.dataclass
@@ -27,6 +38,7 @@ class Gallery:
     counts: list[int]  # images enrolled per person
     source_sha256: str  # the Keras model the embeddings came from
     model: str = ""  # the model path used at enrollment, the default for identify
+    centring: str = ""  # the export's record of the centre subtracted from the features (JSON), "" for none
 
     def save(self, path: str | os.PathLike) -> Path:
         with atomic_path(path) as tmp:
@@ -38,6 +50,7 @@ class Gallery:
                     counts=np.array(self.counts),
                     source_sha256=np.array(self.source_sha256),
                     model=np.array(self.model),
+                    centring=np.array(self.centring),
                 )
         return Path(path)
 
@@ -54,6 +67,7 @@ class Gallery:
                     counts=[int(c) for c in data["counts"]],
                     source_sha256=str(data["source_sha256"]),
                     model=str(data["model"]),
+                    centring=str(data["centring"]) if "centring" in data else "",
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise EdgeCNNError(f"gallery {path} is not an edgecnn gallery ({exc}): enroll again") from None
@@ -68,6 +82,30 @@ class Gallery:
                 f"the gallery was enrolled with another model (source {self.source_sha256[:12]}, this model "
                 f"{source[:12]}): embeddings of different models cannot be compared; enroll again with this model"
             )
+        if not _same_centring(self.centring, embedding_centring(predictor)):
+            raise EdgeCNNError(
+                f"the gallery was enrolled with another export of this model (centring {self.centring or 'none'}, "
+                f"this artifact {embedding_centring(predictor) or 'none'}): its embeddings are centred differently; "
+                "enroll again with this export"
+            )
+
+
+def embedding_centring(predictor: Any) -> str:
+    """The centre an artifact subtracts from its features, as recorded by export (JSON), "" for none:
+    the same Keras model exported uncentred, or centred on other images, embeds into another space."""
+    artifact = getattr(predictor, "artifact", None)
+    record = getattr(artifact, "optimization", {}).get("embedding") if artifact is not None else None
+    return json.dumps(record, sort_keys=True) if record else ""
+
+
+def _same_centring(enrolled: str, current: str) -> bool:
+    """Equal records, the centre's norm within float noise (a re-export of the same run may differ in the
+    last digits of its floating-point sums)."""
+    if not enrolled or not current:
+        return enrolled == current
+    a, b = json.loads(enrolled), json.loads(current)
+    norms = a.pop("centre_norm", 0.0), b.pop("centre_norm", 0.0)
+    return a == b and abs(norms[0] - norms[1]) <= 1e-4 * max(abs(norms[0]), abs(norms[1]), 1.0)
 
 
 @dataclasses.dataclass
@@ -114,11 +152,14 @@ def enroll(predictor: Any, gallery_dir: str | os.PathLike, model: str = "") -> t
         counts.append(len(vectors))
     if not names:
         raise EdgeCNNError(f"nobody could be enrolled from {gallery_dir}: every image failed to read")
-    gallery = Gallery(names, np.stack(centroids).astype(np.float32), counts, predictor.manifest.source_sha256, model)
+    gallery = Gallery(names, np.stack(centroids).astype(np.float32), counts, predictor.manifest.source_sha256, model,
+                      embedding_centring(predictor))
     return gallery, skipped
 
 
-def identify(predictor: Any, gallery: Gallery, images: Sequence[Any], threshold: float = 0.5) -> list[Identity]:
+def identify(
+    predictor: Any, gallery: Gallery, images: Sequence[Any], threshold: float = DEFAULT_THRESHOLD
+) -> list[Identity]:
     """Nearest enrolled person by cosine similarity; below ``threshold`` the identity is 'unknown'."""
     gallery.check_model(predictor)
     vectors = np.atleast_2d(predictor.embed(list(images)))
