@@ -103,6 +103,23 @@ def test_preprocess_spec_pipeline(tmp_path):
     assert grey.input_shape == (1, 4, 6)
 
 
+@pytest.mark.parametrize("color, shape", [("rgb", (4, 6, 3)), ("grayscale", (4, 6)), ("grayscale", (4, 6, 1))])
+def test_load_image_fast_path_equals_the_pil_path(color, shape):
+    """A uint8 array already at the spec's size skips PIL and gives what PIL would; anything else
+    (another size, float values, another channel count) still goes through PIL."""
+    spec = PreprocessSpec(height=4, width=6, color=color)
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    through_pil = np.asarray(Image.fromarray(pixels.squeeze()).convert("RGB" if color == "rgb" else "L"))
+    fast = spec.load_image(pixels)
+    assert fast.shape == spec.input_shape and fast.dtype == np.uint8
+    np.testing.assert_array_equal(fast, through_pil.reshape(spec.input_shape))
+    np.testing.assert_array_equal(spec.load_image(pixels.astype(np.float32)), fast)
+    bigger = np.repeat(np.repeat(pixels, 2, axis=0), 2, axis=1)
+    assert spec.load_image(bigger).shape == spec.input_shape
+    if color == "grayscale":
+        assert spec.load_image(np.stack([pixels.reshape(4, 6)] * 3, axis=-1)).shape == (4, 6, 1)
+
+
 def test_preprocess_spec_round_trip_and_validation(tmp_path):
     spec = PreprocessSpec(height=128, width=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     spec.save(tmp_path / "preprocess.json")
