@@ -49,15 +49,15 @@ def make_square_images(root: Path, per_class: int = 24, size: int = 32, seed: in
     return items
 
 
-def tiny_classifier(input_shape, num_classes: int, name: str = "tiny"):
-    """Conv-BN-ReLU-pool x2, then the trainer's head (``head_pool`` GAP, ``head_dropout``,
-    ``predictions`` softmax): small enough to train in seconds."""
+def tiny_classifier(input_shape, num_classes: int, name: str = "tiny", filters=(8, 16)):
+    """Conv-BN-ReLU-pool per entry of ``filters``, then the trainer's head (``head_pool`` GAP,
+    ``head_dropout``, ``predictions`` softmax): small enough to train in seconds."""
     from edge_cnn.keras import keras, layers
 
     inputs = keras.Input(input_shape, name="image")
     h = inputs
-    for i, filters in enumerate((8, 16)):
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
+    for i, width in enumerate(filters):
+        h = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
         h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
         h = layers.ReLU(name=f"relu{i}")(h)
         h = layers.MaxPooling2D(2, name=f"pool{i}")(h)

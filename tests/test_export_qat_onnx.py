@@ -13,8 +13,9 @@ from edge_cnn.export import export
 from edge_cnn.export.onnx import convert_onnx
 from edge_cnn.export.onnx_qdq import fold_constant_quantize, int8_grid, quantize_linear, store_weights_int8
 from edge_cnn.export.optimize import quantization_aware
-from edge_cnn.keras import keras, layers
+from edge_cnn.keras import keras
 from edge_cnn.run_dir import RunDir
+from conftest import tiny_classifier
 
 WEIGHT_OPS = {"Conv": 1, "MatMul": 1, "Gemm": 1}
 
@@ -50,16 +51,7 @@ def opset17_model(graph: onnx.GraphProto) -> onnx.ModelProto:
 
 def wide_classifier(input_shape, num_classes: int):
     """tests/conftest.py's tiny classifier with 32/64 filters: weights, not node names, fill the file."""
-    inputs = keras.Input(input_shape, name="image")
-    h = inputs
-    for i, filters in enumerate((32, 64)):
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
-        h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
-        h = layers.ReLU(name=f"relu{i}")(h)
-        h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
-    h = layers.GlobalAveragePooling2D(name="head_pool")(h)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(h)
-    return keras.Model(inputs, outputs, name="wide")
+    return tiny_classifier(input_shape, num_classes, name="wide", filters=(32, 64))
 
 
 @pytest.fixture(scope="module")
