@@ -56,16 +56,11 @@ class ProtocolError(Exception):
 
 def identity_folders(att: Path) -> dict[str, list[Path]]:
     """{person: sorted image files} for every visible sub-folder of ``att`` that holds images."""
-    from edge_cnn.preprocess import is_image_file
+    from edge_cnn.face.gallery import person_folders
 
     if not att.is_dir():
         raise ProtocolError(f"--att {att} is not a folder: pass an AT&T-like folder (one sub-folder per person)")
-    people = {
-        d.name: sorted(p for p in d.iterdir() if p.is_file() and is_image_file(p))
-        for d in sorted(att.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-    }
-    return {name: files for name, files in people.items() if files}
+    return person_folders(att)
 
 
 def split_identities(names: list[str], unseen: int, seed: int) -> tuple[list[str], list[str]]:

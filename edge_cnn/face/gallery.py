@@ -119,15 +119,20 @@ class Identity:
         return dataclasses.asdict(self)
 
 
+def person_folders(folder: Path) -> dict[str, list[Path]]:
+    """{person: sorted image files} for every visible sub-folder of ``folder`` that holds images."""
+    people = {
+        d.name: sorted(p for p in d.iterdir() if p.is_file() and is_image_file(p))
+        for d in sorted(folder.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+    return {name: files for name, files in people.items() if files}
+
+
 def _people(gallery_dir: Path) -> dict[str, list[Path]]:
     if not gallery_dir.is_dir():
         raise EdgeCNNError(f"gallery folder {gallery_dir} does not exist: one sub-folder of images per person")
-    people = {
-        d.name: sorted(p for p in d.iterdir() if p.is_file() and is_image_file(p))
-        for d in sorted(gallery_dir.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-    }
-    people = {name: files for name, files in people.items() if files}
+    people = person_folders(gallery_dir)
     if not people:
         raise EdgeCNNError(f"gallery folder {gallery_dir} has no person folders with images: use GALLERY/<name>/*.png")
     return people
