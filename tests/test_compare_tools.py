@@ -73,7 +73,7 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
 
     out = tmp_path / "report"
     result = _run_tool("compare_pedestrian.py", "--run", run, "--limit", 8, "--formats", "tflite", "--timing-runs", 10,
-                       "--batch", 4, "--out", out)
+                       "--batch", 4, "--rounds", 2, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "export" / "manifest.json").is_file()  # exported by the script, int8 included
     rows = _rows(out, "compare_pedestrian")
@@ -89,6 +89,10 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
     assert by_key[("all test windows", methods[0])]["ROC AUC"] > 0.7  # HOG+SVM really scores people
     assert by_key[("all test windows", methods[0])]["Batched p50 (ms/window)"] is None  # no batch mode for HOG
     assert all(by_key[("all test windows", m)]["Batched p50 (ms/window)"] > 0 for m in methods[1:])
+    hog_ms = by_key[("all test windows", methods[0])]["Latency p50 (ms/window)"]
+    for method in methods:  # the ratio is to HOG+SVM's latency of the same interleaved rounds
+        row = by_key[("all test windows", method)]
+        assert row["Latency / HOG+SVM"] == pytest.approx(row["Latency p50 (ms/window)"] / hog_ms, abs=0.006)
     assert "| HOG + linear SVM (OpenCV) |" in result.stdout
 
     wrong = _run_tool("compare_pedestrian.py", "--run", tmp_path / "missing", "--out", out)
@@ -129,3 +133,66 @@ def test_compare_faces_on_tiny_runs(tmp_path, shared_data):
     skipped = _run_tool("compare_faces.py", "--faces-run", "none", "--id-run", id_run, "--att", tmp_path / "nowhere",
                         "--out", out)
     assert skipped.returncode == 2 and "--att" in skipped.stderr
+
+
+def test_pedestrian_cv_scores_every_window_once_with_models_that_never_saw_its_photo(tmp_path, shared_data):
+    import re
+
+    import yaml
+
+    from edge_cnn.baselines import HogPeopleScorer, roc_auc
+    from edge_cnn.cli import load_recipe
+    from edge_cnn.data import group_key
+    from edge_cnn.preprocess import PreprocessSpec
+
+    recipe = load_recipe(REPO / "models" / "pedestrian.yaml")
+    photo = re.compile(recipe["group_by"])
+    root = shared_data / "pedestrian"
+    data = tmp_path / "data"
+    picks = {("person", "inria_"): 6, ("person", "pennfudan_"): 6, ("background", "inria_neg_"): 4,
+             ("background", "pennfudan_bg_"): 8}
+    for (label, prefix), count in picks.items():  # the first window of `count` different photos per source
+        (data / label).mkdir(parents=True, exist_ok=True)
+        seen = set()
+        for path in sorted((root / label).glob(f"{prefix}*.png")):
+            if len(seen) < count and group_key(photo, str(path)) not in seen:
+                seen.add(group_key(photo, str(path)))
+                (data / label / path.name).symlink_to(path)
+    tiny = {**recipe, "model": "small_convnet", "width": 0.25, "img_size": "32x16", "epochs": 1, "batch_size": 8,
+            "val": 0.25}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    out = tmp_path / "cv"
+    args = ("pedestrian_cv.py", "--data", data, "--folds", 2, "--recipe", tmp_path / "tiny.yaml", "--formats", "tflite",
+            "--out", out)
+    result = _run_tool(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "pedestrian_cv.json").read_text())["rows"]
+    by_key = {(row["Subset"], row["Method"]): row for row in rows}
+    methods = ["HOG + linear SVM (OpenCV)", "CNN tflite fp32", "CNN tflite int8"]
+    assert set(by_key) == {(subset, m) for subset in ("all test windows", "Penn-Fudan only") for m in methods}
+    assert all(by_key[("all test windows", m)]["Windows"] == 24 and by_key[("Penn-Fudan only", m)]["Windows"] == 14
+               for m in methods)
+    # HOG's pooled AUC is over every window exactly once
+    files = sorted(data.rglob("*.png"))
+    hog, window = HogPeopleScorer(), PreprocessSpec(height=128, width=64)
+    margins = np.array([hog.score(window.load_image(p)) for p in files])
+    assert by_key[("all test windows", methods[0])]["ROC AUC (out-of-fold)"] == round(
+        roc_auc(np.array([p.parent.name == "person" for p in files]), margins), 4)
+    assert by_key[("all test windows", methods[1])]["Folds with AUC above HOG+SVM's"] in ("0 of 2", "1 of 2", "2 of 2")
+    # each window held out once, by a fold whose training saw none of its photo
+    held = [json.loads((out / f"fold{i}" / "held_out.json").read_text()) for i in range(2)]
+    assert sorted(held[0] + held[1]) == sorted(str(p) for p in files)
+    for i in range(2):
+        trained_on = {group_key(photo, p) for p, _ in _split_items(out / f"fold{i}")}
+        assert trained_on.isdisjoint(group_key(photo, p) for p in held[i])
+
+    again = _run_tool(*args)  # finished folds are reused
+    assert again.returncode == 0 and again.stdout.count("reusing the finished run") == 2 and "training" not in again.stdout
+    wrong = _run_tool("pedestrian_cv.py", "--data", data, "--folds", 1, "--out", tmp_path / "x")
+    assert wrong.returncode == 2 and "at least 2 folds" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def _split_items(run: Path) -> list[tuple[str, int]]:
+    from edge_cnn.run_dir import RunDir
+
+    return RunDir(run).read_split("train") + RunDir(run).read_split("val")

@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import make_square_images
 from edge_cnn.data import (
+    grouped_folds,
     EMBEDDED_DATASETS,
     AugmentConfig,
     make_dataset,
@@ -290,6 +291,25 @@ PHOTO = r"^(?:pennfudan_(?:bg_)?)?([A-Za-z]+Ped\d+|inria_neg_[0-9a-z-]+_|inria_\
 
 
 @pytest.mark.shared_data
+def test_grouped_folds_partition_keep_groups_whole_and_balance_classes():
+    items = [(f"/d/face/p{person:02d}_{shot}.png", 0) for person in range(20) for shot in range(5)]
+    items += [(f"/d/other/o{person:02d}_{shot}.png", 1) for person in range(10) for shot in range(5)]
+    folds = grouped_folds(items, 5, seed=0, group_by=r"^(\w\d+)_")
+    assert len(folds) == len(items) and set(folds) == set(range(5))
+    owner = {}
+    for (path, _), fold in zip(items, folds):
+        assert owner.setdefault(Path(path).name.split("_")[0], fold) == fold  # a person never spans two folds
+    per_class = Counter((fold, label) for (_, label), fold in zip(items, folds))
+    assert all(per_class[(fold, 0)] == 20 and per_class[(fold, 1)] == 10 for fold in range(5))  # 1/5 of each class
+    assert grouped_folds(items, 5, seed=1, group_by=r"^(\w\d+)_") != folds
+    ungrouped = Counter((fold, label) for (_, label), fold in zip(items, grouped_folds(items, 3)))  # a group per file
+    assert all(ungrouped[(fold, 0)] in (33, 34) and ungrouped[(fold, 1)] in (16, 17) for fold in range(3))
+    with pytest.raises(EdgeCNNError, match="at least 2 folds"):
+        grouped_folds(items, 1)
+    with pytest.raises(EdgeCNNError, match="too few groups for 4 folds"):
+        grouped_folds(items[:10], 4, group_by=r"^(\w\d+)_")  # two people, four folds
+
+
 def test_pedestrian_scan_and_source_grouped_splits(shared_data):
     start = time.perf_counter()
     scan = scan_folder(shared_data / "pedestrian")

@@ -207,6 +207,24 @@ def test_predictor_feeds_the_trainers_evaluation_batch(env, monkeypatch):
     assert np.array_equal(fed[0], env["spec"]([path for path, _ in items]))
 
 
+def test_per_channel_normalization_goes_through_the_pixel_table_unchanged(env, tmp_path, monkeypatch):
+    """A spec with a mean and std per channel: each channel has its own row of the pixel table, and the
+    batch fed to the model is bit for bit the spec's normalize."""
+    import dataclasses
+
+    export = _copy(env["export"], tmp_path)
+    spec = dataclasses.replace(env["spec"], mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    _edit_manifest(export, lambda data: data.update(preprocess=spec.to_dict()))
+    for precision in ("fp32", "int8"):
+        predictor = Predictor.load(export, backend="tflite", precision=precision)
+        assert predictor._pixel_table.shape == (3, 256)  # one row per channel
+        fed = _spy_inputs(predictor, monkeypatch)
+        predictor.predict(env["test_paths"][:4])
+        expected = predictor.quantize_input(spec(env["test_paths"][:4]))
+        assert fed[-1].dtype == expected.dtype and np.array_equal(fed[-1], expected)
+        assert np.array_equal(predictor.preprocess(env["test_paths"][:4]), spec(env["test_paths"][:4]))
+
+
 def test_inputs_of_every_kind_give_the_same_answer(env):
     from PIL import Image
 

@@ -290,3 +290,19 @@ def test_every_classic_model_is_registered_with_its_family():
     assert model_info("lenet5").default_input_shape == (32, 32, 1)
     with pytest.raises(EdgeCNNError, match="unknown model"):
         build("vgg17")
+
+
+def test_small_convnet_s2_sees_twice_the_resolution_for_the_same_cost():
+    """The strided-stem variant on 128x64 costs what small_convnet costs on 64x32 (the pedestrian recipe's
+    reason to use it: full-resolution windows with no resize), and its later stages see the same map sizes."""
+    full = build("small_convnet_s2", input_shape=(128, 64, 3), num_classes=2, width=0.5)
+    half = build("small_convnet", input_shape=(64, 32, 3), num_classes=2, width=0.5)
+    assert full.name == "small_convnet_s2" and model_info("small_convnet_s2").family == "small"
+    assert [full.get_layer(f"stage{i}_conv").strides for i in (1, 2, 3)] == [(2, 2), (1, 1), (1, 1)]
+    assert full.get_layer("stage1_conv").output_shape == (None, 64, 32, 16)
+    assert profile(full)["params"] == profile(half)["params"]
+    assert profile(full)["macs"] == profile(half)["macs"] == 884_736 + 2 * 2_359_296 + 128  # 3 convs + 64x2 dense
+    for index in (1, 2, 3):
+        assert full.get_layer(f"stage{index}_pool").output_shape == half.get_layer(f"stage{index}_pool").output_shape
+    with pytest.raises(EdgeCNNError, match="at least 16x16"):
+        build("small_convnet_s2", input_shape=(8, 8, 3))

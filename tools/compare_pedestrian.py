@@ -5,13 +5,16 @@ Penn-Fudan-only pair (pennfudan_* person vs pennfudan_bg_* background: same phot
 per-window latency of the int8 model below HOG+SVM's. This script measures; it asserts nothing.
 
 Scores: HOG+SVM's margin (person if > 0); the CNN's P(person) (person = the arg-max class).
-Latency: median ms per single window, windows timed one by one, from the decoded uint8 64x128 window:
-HOG computes its descriptor and the SVM margin; the CNN goes through ``Predictor.probabilities`` (resize,
-normalize, int8 quantization of the input and the forward pass, batch 1). Both on ``--threads`` threads.
+Latency: median ms per single window (and its ratio to HOG+SVM's), windows timed one by one, from the decoded
+uint8 64x128 window: HOG computes its descriptor and the SVM margin; the CNN goes through
+``Predictor.probabilities`` (a resize where the model's input is not the window's size, the pixel table that
+normalizes and quantizes an int8 input, the forward pass, batch 1). Both on ``--threads`` threads.
 "Model-only" times the CNN on an already preprocessed float window (input quantization and forward pass).
 "Batched" is the CNN's cost per window when ``--batch`` windows go through one call, as ``edgecnn detect`` runs
 them (median over the batches of the test windows, preprocessing included). HOG+SVM has no such mode for
 separate windows (OpenCV computes one descriptor per call), so its row leaves that column empty.
+Every figure is the median of ``--rounds`` rounds in which all methods are timed in turn, so a change of
+load on a shared machine hits them alike.
 
     python tools/compare_pedestrian.py --run runs/ped --out runs/ped/compare
     python tools/compare_pedestrian.py --run runs/ped --limit 50 --out /tmp/cmp   # a quick look
@@ -22,13 +25,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 SUBSETS = {"all test windows": "", "Penn-Fudan only": "pennfudan"}
-COLUMNS = ["Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)", "Latency input",
-           "Model-only p50 (ms/window)", "Batched p50 (ms/window)"]
+COLUMNS = ["Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)", "Latency / HOG+SVM",
+           "Latency input", "Model-only p50 (ms/window)", "Batched p50 (ms/window)"]
 CNN_VARIANTS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 
 
@@ -93,6 +98,15 @@ def batched_latency_ms(call, windows: list, batch: int, rounds: int = 3) -> floa
     return round(summarize(durations).p50_ms, 4)
 
 
+def interleaved_ms(timers: dict[tuple[str, str], Callable[[], float]], rounds: int) -> dict[tuple[str, str], float]:
+    """Run every timer (a call returning ms) once per round, all in turn; the median over the rounds."""
+    measured: dict[tuple[str, str], list[float]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            measured[name].append(timer())
+    return {name: round(float(np.median(values)), 4) for name, values in measured.items()}
+
+
 def first_per_class(items: list[tuple[str, int]], limit: int | None) -> list[tuple[str, int]]:
     """The first ``limit`` items of each class, split order kept (all of them without a limit)."""
     if not limit:
@@ -129,7 +143,7 @@ def metric_rows(method: str, names: list[str], is_person: np.ndarray, scores: np
 
 
 def compare(run: Path, limit: int | None, formats: list[str], threads: int, timing_runs: int,
-            batch: int = 64) -> list[dict]:
+            batch: int = 64, rounds: int = 5) -> list[dict]:
     import cv2
 
     from edge_cnn.baselines import HogPeopleScorer
@@ -151,19 +165,29 @@ def compare(run: Path, limit: int | None, formats: list[str], threads: int, timi
     print(f"{len(items)} test windows ({int(is_person.sum())} person) from {run_dir.split_path('test')}", flush=True)
 
     hog = HogPeopleScorer()
+    hog_method = "HOG + linear SVM (OpenCV)"
+    timers = {(hog_method, "single"): lambda: median_latency_ms(hog.score, windows, timing_runs)}
+    cnns = load_cnns(export_dir, formats, threads)
+    for method, predictor in cnns.items():
+        singles = [predictor.preprocess([window]) for window in windows[:timing_runs]]
+        timers[(method, "single")] = partial(median_latency_ms, predictor.probabilities, windows, timing_runs)
+        timers[(method, "model")] = partial(median_latency_ms, partial(predictor.probabilities, preprocessed=True),
+                                            singles, timing_runs)
+        timers[(method, "batched")] = partial(batched_latency_ms, predictor.probabilities, windows, batch)
+    print(f"timing {len(cnns) + 1} methods in {rounds} interleaved rounds ...", flush=True)
+    ms = interleaved_ms(timers, rounds)
+
     margins = np.array([hog.score(w) for w in windows])
-    rows = metric_rows("HOG + linear SVM (OpenCV)", names, is_person, margins, margins > 0,
-                       median_latency_ms(hog.score, windows, timing_runs), "uint8 64x128 window")
-    for method, predictor in load_cnns(export_dir, formats, threads).items():
+    rows = metric_rows(hog_method, names, is_person, margins, margins > 0, ms[(hog_method, "single")],
+                       "uint8 64x128 window")
+    for method, predictor in cnns.items():
         probabilities = predictor.probabilities(np.stack(windows))
         cnn_person = predictor.labels.index("person")
-        latency = median_latency_ms(predictor.probabilities, windows, timing_runs)
-        singles = [predictor.preprocess([window]) for window in windows[:timing_runs]]
-        model_only = median_latency_ms(lambda batch: predictor.probabilities(batch, preprocessed=True), singles, timing_runs)
-        batched = batched_latency_ms(predictor.probabilities, windows, batch)
         rows += metric_rows(method, names, is_person, probabilities[:, cnn_person],
-                            probabilities.argmax(axis=1) == cnn_person, latency, "uint8 64x128 window, batch 1", model_only,
-                            batched)
+                            probabilities.argmax(axis=1) == cnn_person, ms[(method, "single")],
+                            "uint8 64x128 window, batch 1", ms[(method, "model")], ms[(method, "batched")])
+    for row in rows:
+        row["Latency / HOG+SVM"] = round(row["Latency p50 (ms/window)"] / ms[(hog_method, "single")], 2)
     return sorted(rows, key=lambda row: list(SUBSETS).index(row["Subset"]))
 
 
@@ -180,15 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads for OpenCV and the CNN runtime [1]")
     parser.add_argument("--timing-runs", type=int, default=200, help="windows timed one by one [200]")
     parser.add_argument("--batch", type=int, default=64, help="windows per call for the batched column [64]")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; figures are their median [5]")
     parser.add_argument("--out", required=True, type=Path, help="folder for compare_pedestrian.{md,json}")
     args = parser.parse_args(argv)
+    if min(args.rounds, args.timing_runs, args.batch) < 1:
+        parser.error("--rounds, --timing-runs and --batch must be at least 1")
 
     from edge_cnn.errors import EdgeCNNError
     from edge_cnn.report import print_table, to_markdown, write_reports
 
     try:
         rows = compare(args.run, args.limit, [f.strip() for f in args.formats.split(",") if f.strip()], args.threads,
-                       args.timing_runs, args.batch)
+                       args.timing_runs, args.batch, args.rounds)
     except EdgeCNNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -197,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_reports(rows, json_path=args.out / "compare_pedestrian.json", md_path=args.out / "compare_pedestrian.md",
                   columns=COLUMNS, extra={"run": str(args.run.resolve()), "limit": args.limit, "threads": args.threads,
-                         "batch": args.batch})
+                         "batch": args.batch, "rounds": args.rounds})
     return 0
 
 

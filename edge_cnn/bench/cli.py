@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -78,8 +79,8 @@ def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, dur
         io_binding=io_binding,
     )
     click.echo(report.machine_line())
-    rows = report.rows()
-    print_table(rows, TABLE_COLUMNS, title="edgecnn bench (times in ms; speedup = baseline p50 / p50)")
+    print_table(_short_model_names(report.rows()), TABLE_COLUMNS,
+                title="edgecnn bench (times in ms; speedup = baseline p50 / p50)")
     shown = set()
     for result in report.results:
         if result.top_ops and result.profile_file not in shown:  # one profile per session, shared by its batches
@@ -98,3 +99,14 @@ def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, dur
     if report.failures:
         lines = [f"{Path(r.target).name} {r.provider} batch {r.batch}: {r.error}" for r in report.failures]
         raise EdgeCNNError(f"{len(report.failures)} of {len(report.results)} configurations failed:\n  " + "\n  ".join(lines))
+
+
+def _short_model_names(rows: list[dict]) -> list[dict]:
+    """Rows with each model path relative to the folder all of them share, for the terminal table (the
+    JSON/CSV/Markdown reports keep full paths): a long temporary path would wrap inside its cell."""
+    folders = [str(Path(str(row["model"])).parent) for row in rows]
+    try:
+        common = os.path.commonpath(folders) if folders else ""
+    except ValueError:  # absolute and relative paths mixed: nothing to share
+        return rows
+    return [{**row, "model": os.path.relpath(str(row["model"]), common)} if common else row for row in rows]

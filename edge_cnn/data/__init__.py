@@ -8,7 +8,7 @@ from edge_cnn.data.augment import AugmentConfig
 from edge_cnn.data.embedded import EMBEDDED_DATASETS, resolve_data
 from edge_cnn.data.folder import ScanResult, scan_folder
 from edge_cnn.data.report import data_report, write_data_report
-from edge_cnn.data.splits import SPLITS, group_key, split_items
+from edge_cnn.data.splits import SPLITS, group_key, grouped_folds, split_items
 
 __all__ = [
     "AugmentConfig",
@@ -17,6 +17,7 @@ __all__ = [
     "ScanResult",
     "data_report",
     "group_key",
+    "grouped_folds",
     "make_dataset",
     "resolve_data",
     "scan_folder",

@@ -115,6 +115,37 @@ def _stratified(items: list[tuple[str, int]], fractions: dict[str, float], seed:
 
 def _grouped(items: list[tuple[str, int]], fractions: dict[str, float], seed: int, pattern: re.Pattern) -> list[str]:
     labels = sorted({label for _, label in items})
+    totals = [sum(1 for _, label in items if label == wanted) for wanted in labels]
+    per_class = [class_targets(n, fractions) for n in totals]
+    open_splits = [s for s in SPLITS if fractions[s] > 0]
+    target = np.array([[per_class[c][s] for c in range(len(labels))] for s in open_splits], dtype=float)
+    return [open_splits[row] for row in _place_groups(items, target, seed, pattern)]
+
+
+def grouped_folds(items: Sequence[tuple[str, int]], folds: int, seed: int = 0, group_by: str | None = None) -> list[int]:
+    """Cross-validation folds: the fold (0 .. folds-1) of every item, each fold holding about
+    1/folds of every class. With ``group_by`` whole groups go to one fold (placed as the
+    train/val/test split places them), so no held-out fold shares a source photo with its training folds;
+    without it every item is a group of its own."""
+    items = [(str(path), int(label)) for path, label in items]
+    if int(folds) < 2:
+        raise EdgeCNNError(f"cross-validation needs at least 2 folds; got {folds}")
+    pattern = _compile(group_by) if group_by else re.compile(r"(?!)")  # matches nothing: one group per file
+    labels = sorted({label for _, label in items})
+    totals = np.array([sum(1 for _, label in items if label == wanted) for wanted in labels], dtype=float)
+    assignment = _place_groups(items, np.tile(totals / folds, (folds, 1)), seed, pattern)
+    empty = sorted(set(range(folds)) - set(assignment))
+    if empty:
+        raise EdgeCNNError(
+            f"{len(items)} images in too few groups for {folds} folds (fold {empty[0]} would be empty): use fewer folds"
+        )
+    return assignment
+
+
+def _place_groups(items: list[tuple[str, int]], target: np.ndarray, seed: int, pattern: re.Pattern) -> list[int]:
+    """Row of ``target`` (images per part and class) for every item: whole groups placed greedily,
+    largest first, where they bring the per-class counts closest to their targets."""
+    labels = sorted({label for _, label in items})
     column = {label: i for i, label in enumerate(labels)}
     members: dict[str, list[int]] = defaultdict(list)
     for index, (path, _) in enumerate(items):
@@ -125,21 +156,18 @@ def _grouped(items: list[tuple[str, int]], fractions: dict[str, float], seed: in
         for index in members[key]:
             counts[row, column[items[index][1]]] += 1
     totals = counts.sum(axis=0)
-    per_class = [class_targets(int(n), fractions) for n in totals]
-    open_splits = [s for s in SPLITS if fractions[s] > 0]
-    target = np.array([[per_class[c][s] for c in range(len(labels))] for s in open_splits], dtype=float)
     placed = np.zeros_like(target)
     weight = 1.0 / np.maximum(totals, 1) ** 2  # every class counts alike, however small
     order = np.random.default_rng(seed).permutation(len(keys))
     order = sorted(order, key=lambda row: -counts[row].sum())  # stable: ties stay in seeded order
-    assignment = ["train"] * len(items)
+    assignment = [0] * len(items)
     for row in order:
         before = ((placed - target) ** 2 * weight).sum(axis=1)
         after = ((placed + counts[row] - target) ** 2 * weight).sum(axis=1)
         best = int(np.argmin(after - before))
         placed[best] += counts[row]
         for index in members[keys[row]]:
-            assignment[index] = open_splits[best]
+            assignment[index] = best
     return assignment
 
 

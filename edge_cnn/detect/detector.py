@@ -17,10 +17,10 @@ from edge_cnn.preprocess import to_pil
 class PedestrianDetector:
     """Slides ``predictor`` (an ``edge_cnn.runtime.Predictor``) over an image pyramid.
 
-    The window defaults to the model's input size (HxW 64x32 for the pedestrian recipe,
-    which sees the 128x64 training windows at half resolution: pass ``window=(128, 64)`` to
-    scan at the training windows' own scale); each window goes through the manifest's
-    ``PreprocessSpec`` inside the predictor, which resizes it to the input size.
+    The window defaults to the model's input size (HxW 128x64 for the pedestrian recipe, the
+    training windows' own size), so crops reach the model as they are cut, with no resize; each
+    window goes through the manifest's ``PreprocessSpec`` inside the predictor, which resizes a
+    window of another ``window`` size to the input size.
     """
 
     def __init__(

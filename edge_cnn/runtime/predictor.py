@@ -39,6 +39,7 @@ class Predictor:
         self.model_path = manifest.artifact_path(artifact)
         self._input = artifact.inputs[0]
         self._input_quant = _input_quantization(self._input, backend.inputs[0], self.model_path)
+        self._pixel_table = self._build_pixel_table()
         self._check_input_shape(backend.inputs[0])
         self._output_order = match_outputs(artifact.outputs, backend.outputs, self.model_path)
         self._output_quant = [
@@ -126,13 +127,15 @@ class Predictor:
         if not chunk:
             return
         paths = [path for path, _ in chunk]
-        for prediction in self._classify(self._to_batch([pixels for _, pixels in chunk]), paths, topk):
+        for prediction in self._classify(self._encode([pixels for _, pixels in chunk]), paths, topk):
             yield prediction.path, prediction, None
 
     def preprocess(self, images: Any) -> np.ndarray:
         """Images -> the float32 batch in the model's layout, exactly as the trainer's ``PreprocessSpec``
         makes it (before any int8 quantization)."""
-        return self._batch_and_paths(images, preprocessed=False)[0]
+        items, _ = _as_items(images)
+        pixels = np.stack([self._load(item, position) for position, item in enumerate(items)])
+        return self.spec.to_layout(self.spec.normalize(pixels))
 
     def quantize_input(self, batch: np.ndarray) -> np.ndarray:
         """Float model values -> what the artifact takes: int8/uint8 with its scale/zero-point, or float."""
@@ -143,24 +146,44 @@ class Predictor:
 
     # --- internals ---------------------------------------------------------------
     def _batch_and_paths(self, images: Any, preprocessed: bool) -> tuple[np.ndarray, list[str | None], bool]:
+        """-> (the batch as the artifact takes it, the paths, whether one image was given)."""
         if preprocessed:
-            batch = self._checked_batch(images)
+            batch = self.quantize_input(self._checked_batch(images))
             return batch, [None] * len(batch), False
         items, single = _as_items(images)
-        pixels = []
-        for position, item in enumerate(items):
-            try:
-                pixels.append(self.spec.load_image(item))
-            except ImageError as exc:
-                if isinstance(item, (str, os.PathLike)):
-                    raise  # the message names the file
-                raise ImageError(f"input {position} ({_describe(item)}): {exc}") from None
+        pixels = [self._load(item, position) for position, item in enumerate(items)]
         paths = [str(item) if isinstance(item, (str, os.PathLike)) else None for item in items]
-        return self._to_batch(pixels), paths, single
+        return self._encode(pixels), paths, single
 
-    def _to_batch(self, pixels: list[np.ndarray]) -> np.ndarray:
-        """uint8 (H, W, C) images of the spec's size -> the float batch: the spec's own normalize and layout."""
-        return self.spec.to_layout(self.spec.normalize(np.stack(pixels)))
+    def _load(self, item: Any, position: int) -> np.ndarray:
+        try:
+            return self.spec.load_image(item)
+        except ImageError as exc:
+            if isinstance(item, (str, os.PathLike)):
+                raise  # the message names the file
+            raise ImageError(f"input {position} ({_describe(item)}): {exc}") from None
+
+    def _build_pixel_table(self) -> np.ndarray:
+        """(channels, 256): what the artifact takes for each channel's pixel value 0..255, i.e.
+        ``quantize_input(spec.normalize(value))`` computed once. Both steps act on each value alone, so
+        looking pixels up gives the very numbers the two steps give, in one pass instead of a dozen.
+        One row when every channel has the same row (one mean and std)."""
+        values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], self.spec.channels, axis=1)
+        table = np.ascontiguousarray(self.quantize_input(self.spec.normalize(values)).T)
+        return table[:1] if all(np.array_equal(row, table[0]) for row in table[1:]) else table
+
+    def _encode(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """uint8 (H, W, C) images of the spec's size -> the batch the artifact takes (normalized, quantized
+        where the input is int8, in the model's layout) through the pixel table."""
+        batch = np.stack(pixels)
+        table = self._pixel_table
+        if len(table) == 1:
+            encoded = np.take(table[0], batch)
+        else:
+            encoded = np.empty(batch.shape, table.dtype)
+            for channel, row in enumerate(table):
+                encoded[..., channel] = np.take(row, batch[..., channel])
+        return self.spec.to_layout(encoded)
 
     def _require_classes(self) -> None:
         if self._class_output is None:
@@ -184,7 +207,7 @@ class Predictor:
         return batch.astype(np.float32, copy=False)
 
     def _forward(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Float batch -> float outputs in the manifest's output order (quantized and run in chunks)."""
+        """Batch as the artifact takes it -> float outputs in the manifest's output order (run in chunks)."""
         step = self._fixed_batch or DEFAULT_BATCH
         parts = [self._run_chunk(batch[start : start + step]) for start in range(0, len(batch), step)]
         return [np.concatenate([part[i] for part in parts]) for i in range(len(self.artifact.outputs))]
@@ -194,7 +217,7 @@ class Predictor:
         if self._fixed_batch and count < self._fixed_batch:  # pad a fixed-batch model's last chunk
             padding = np.zeros((self._fixed_batch - count,) + chunk.shape[1:], chunk.dtype)
             chunk = np.concatenate([chunk, padding])
-        raw = self.backend.run(self.quantize_input(chunk))
+        raw = self.backend.run(chunk)
         outputs = []
         for position, quant in zip(self._output_order, self._output_quant):
             values = raw[position][:count]
