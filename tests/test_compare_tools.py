@@ -169,16 +169,16 @@ def test_pedestrian_cv_scores_every_window_once_with_models_that_never_saw_its_p
     rows = json.loads((out / "pedestrian_cv.json").read_text())["rows"]
     by_key = {(row["Subset"], row["Method"]): row for row in rows}
     methods = ["HOG + linear SVM (OpenCV)", "CNN tflite fp32", "CNN tflite int8"]
-    assert set(by_key) == {(subset, m) for subset in ("all test windows", "Penn-Fudan only") for m in methods}
-    assert all(by_key[("all test windows", m)]["Windows"] == 24 and by_key[("Penn-Fudan only", m)]["Windows"] == 14
+    assert set(by_key) == {(subset, m) for subset in ("all windows", "Penn-Fudan only") for m in methods}
+    assert all(by_key[("all windows", m)]["Windows"] == 24 and by_key[("Penn-Fudan only", m)]["Windows"] == 14
                for m in methods)
     # HOG's pooled AUC is over every window exactly once
     files = sorted(data.rglob("*.png"))
     hog, window = HogPeopleScorer(), PreprocessSpec(height=128, width=64)
     margins = np.array([hog.score(window.load_image(p)) for p in files])
-    assert by_key[("all test windows", methods[0])]["ROC AUC (out-of-fold)"] == round(
+    assert by_key[("all windows", methods[0])]["ROC AUC (out-of-fold)"] == round(
         roc_auc(np.array([p.parent.name == "person" for p in files]), margins), 4)
-    assert by_key[("all test windows", methods[1])]["Folds with AUC above HOG+SVM's"] in ("0 of 2", "1 of 2", "2 of 2")
+    assert by_key[("all windows", methods[1])]["Folds with AUC above HOG+SVM's"] in ("0 of 2", "1 of 2", "2 of 2")
     # each window held out once, by a fold whose training saw none of its photo
     held = [json.loads((out / f"fold{i}" / "held_out.json").read_text()) for i in range(2)]
     assert sorted(held[0] + held[1]) == sorted(str(p) for p in files)

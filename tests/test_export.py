@@ -96,7 +96,8 @@ def test_manifest_validates_and_hashes_match_files(full_export):
             assert artifact.bytes == path.stat().st_size
         assert 0 < artifact.gzip_bytes
         assert artifact.inputs[0].shape[0] == -1 and artifact.inputs[0].layout == "NHWC"
-        assert artifact.outputs[0].meaning == "probabilities"
+        # post-training int8 outputs the logits (the runtime applies the softmax in float)
+        assert artifact.outputs[0].meaning == ("logits" if artifact.precision == "int8" else "probabilities")
     assert leftovers(run / "export") == []
 
 
@@ -117,8 +118,8 @@ def test_int8_tflite_has_int8_io_with_scale_in_manifest(full_export):
     scale, zero_point = artifact.inputs[0].quantization.scale, artifact.inputs[0].quantization.zero_point
     q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
     out = backend.run(q)[0].astype(np.float32)
-    probabilities = (out - artifact.outputs[0].quantization.zero_point) * artifact.outputs[0].quantization.scale
-    assert np.mean(probabilities.argmax(1) == reference.argmax(1)) >= 0.875
+    logits = (out - artifact.outputs[0].quantization.zero_point) * artifact.outputs[0].quantization.scale
+    assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.875
     assert artifact.bytes < by_kind(result, "tflite", "fp32")[0].bytes
 
 
@@ -270,11 +271,11 @@ def test_an_artifact_failing_after_it_was_written_leaves_no_file(tiny_run_dir, t
 
     real_load = parity.load_artifact
 
-    def load(path, format, *keras_outputs):
+    def load(path, format, *keras_outputs, **options):
         assert path.is_file() and path.name.startswith(".")  # written to a temporary name first
         if format == "onnx":
             raise RuntimeError("runtime refused it")
-        return real_load(path, format, *keras_outputs)
+        return real_load(path, format, *keras_outputs, **options)
 
     monkeypatch.setattr(parity, "load_artifact", load)
     run = copy_run(tiny_run_dir, tmp_path)
@@ -418,7 +419,8 @@ def test_embedding_adds_a_second_output_with_its_meaning(embedding_export):
     }
     for artifact in result.manifest.artifacts:
         shapes = {o.meaning: o.shape for o in artifact.outputs}
-        assert shapes == {"probabilities": [-1, 2], "embedding": [-1, 16]}, artifact.path
+        class_output = "logits" if artifact.precision == "int8" else "probabilities"
+        assert shapes == {class_output: [-1, 2], "embedding": [-1, 16]}, artifact.path
         distance = artifact.parity["embedding_max_cosine_distance"]
         assert distance < (1e-5 if artifact.precision == "fp32" else 0.02), artifact.path
         centring = artifact.optimization["embedding"]
@@ -545,3 +547,43 @@ def test_same_shape_outputs_are_ordered_by_closeness_to_keras():
     np.testing.assert_array_equal(resolved.predict(x), probabilities)
     kept = resolve_same_shapes(resolved, ["predictions", "head_pool"], x, (probabilities, embedding))
     assert kept.order == [1, 0]
+
+
+def test_without_softmax_gives_the_logits_of_the_same_weights():
+    """The int8 jobs convert the model cut before its softmax (a Dense softmax head or a Softmax layer),
+    keeping any further output: softmax(logits) is the original model's answer."""
+    from edge_cnn.export.exporter import without_softmax
+    from edge_cnn.keras import layers
+    from edge_cnn.runtime.postprocess import softmax
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(6, 8, 8, 3)).astype(np.float32)
+    inputs = keras.Input((8, 8, 3))
+    pooled = layers.GlobalAveragePooling2D(name="head_pool")(layers.Conv2D(4, 3)(inputs))
+    dense_head = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="predictions")(pooled), pooled])
+    scores = layers.Dense(3, name="scores")(pooled)
+    softmax_layer = keras.Model(inputs, layers.Softmax(name="probabilities")(scores))
+    for model in (dense_head, softmax_layer):
+        cut = without_softmax(model)
+        expected = model.predict(x, verbose=0)
+        got = cut.predict(x, verbose=0)
+        if isinstance(expected, list):
+            np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)  # the embedding output stays as it was
+            expected, got = expected[0], got[0]
+        assert (got < 0).any() and not np.allclose(got.sum(axis=1), 1.0)  # logits, not probabilities
+        np.testing.assert_allclose(softmax(got), expected, atol=1e-6)
+
+
+def test_int8_logits_keep_the_ranking_a_quantized_softmax_loses(full_export):
+    """The int8 TFLite artifact's probabilities (softmax of its int8 logits, computed by the runtime) take
+    values between the 1/256 steps an int8 softmax output is limited to, and agree with Keras' ranking."""
+    from edge_cnn.runtime import Predictor
+
+    run, result = full_export
+    x, reference = keras_probabilities(run)
+    predictor = Predictor.load(run / "export", backend="tflite", precision="int8")
+    probabilities = predictor.probabilities(x, preprocessed=True)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    off_grid = np.abs(probabilities * 256 - np.round(probabilities * 256)) > 1e-3
+    assert off_grid.mean() > 0.5
+    assert np.mean(probabilities.argmax(1) == reference.argmax(1)) >= 0.875

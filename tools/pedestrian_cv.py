@@ -13,8 +13,9 @@ window of the data set is scored by a model that never saw its photograph:
 
 Scores: HOG+SVM's margin (person if > 0), the CNN's P(person) (person = the arg-max class). Each row gives the
 accuracy and the ROC AUC of the pooled out-of-fold scores, the per-fold AUCs, and in how many folds the method's
-AUC is above HOG+SVM's on the same windows. A finished fold (its held-out files unchanged, its export present) is
-reused: delete ``OUT/fold<i>`` to retrain it. This script measures; it asserts nothing.
+AUC is above HOG+SVM's on the same windows. A finished fold (the same held-out files) is reused: delete
+``OUT/fold<i>`` to retrain it, or its ``export`` folder to export it again. This script measures; it asserts
+nothing.
 
     python tools/pedestrian_cv.py --data ../shared/data/pedestrian --out runs/ped_cv
     python tools/pedestrian_cv.py --data ../shared/data/pedestrian --folds 2 --epochs 2 --formats tflite --out /tmp/cv
@@ -31,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_pedestrian import SUBSETS, ensure_export, load_cnns  # noqa: E402
+from compare_pedestrian import ensure_export, load_cnns  # noqa: E402
 from enrollment_protocol import link_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "models" / "pedestrian.yaml"
 HOG = "HOG + linear SVM (OpenCV)"
+SUBSETS = {"all windows": "", "Penn-Fudan only": "pennfudan"}
 COLUMNS = ["Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC (out-of-fold)", "ROC AUC per fold (min / median / max)",
            "Folds with AUC above HOG+SVM's"]
 
@@ -56,30 +58,29 @@ def fold_settings(recipe: Path, data: Path, out: Path, epochs: int | None) -> di
 
 
 def train_fold(fold: int, held_out: list[str], training: dict[str, list[str]], args) -> Path:
-    """OUT/fold<i>: the recipe trained on ``training`` ({class: files}) and exported; reused when it was finished
-    with the same held-out files."""
+    """OUT/fold<i>: the recipe trained on ``training`` ({class: files}) and exported; a run finished with the
+    same held-out files is reused (and exported again if its export is missing)."""
+    from edge_cnn.io import write_json
     from edge_cnn.run_dir import RunDir
     from edge_cnn.train import TrainConfig, train
 
     run = args.out / f"fold{fold}"
     record = run / "held_out.json"
-    if record.is_file() and json.loads(record.read_text()) == held_out and (RunDir(run).export_dir / "manifest.json").is_file():
+    if record.is_file() and json.loads(record.read_text()) == held_out and RunDir(run).model_path.is_file():
         print(f"fold {fold}: reusing the finished run {run}", flush=True)
-        return run
-    if run.exists() and any(run.iterdir()):
+    elif run.exists() and any(run.iterdir()):
         raise CVError(f"{run} holds another run (other held-out files, or unfinished): delete it or choose another --out")
-    with tempfile.TemporaryDirectory(prefix="ped_cv_") as tmp:
-        data = link_files(Path(tmp) / "training_folds", training)
-        config = TrainConfig.from_dict(fold_settings(args.recipe, data, run, args.epochs))
-        print(f"fold {fold}: training {config.model} on {sum(map(len, training.values()))} windows for "
-              f"{config.epochs} epochs -> {run}", flush=True)
-        result = train(config, verbose=2)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ped_cv_") as tmp:
+            data = link_files(Path(tmp) / "training_folds", training)
+            config = TrainConfig.from_dict(fold_settings(args.recipe, data, run, args.epochs))
+            print(f"fold {fold}: training {config.model} on {sum(map(len, training.values()))} windows for "
+                  f"{config.epochs} epochs -> {run}", flush=True)
+            result = train(config, verbose=2)
         if result.interrupted:
             raise CVError(f"training of fold {fold} was interrupted: delete {run} and run again")
-        ensure_export(run, args.formats)
-    from edge_cnn.io import write_json
-
-    write_json(record, held_out)
+        write_json(record, held_out)
+    ensure_export(run, args.formats)
     return run
 
 

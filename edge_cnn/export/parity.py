@@ -19,6 +19,7 @@ from edge_cnn.runtime.backends import TensorInfo, open_backend
 from edge_cnn.runtime.postprocess import dequantize as runtime_dequantize
 from edge_cnn.runtime.postprocess import l2_normalize
 from edge_cnn.runtime.postprocess import quantize as runtime_quantize
+from edge_cnn.runtime.postprocess import softmax
 from edge_cnn.runtime.predictor import match_outputs
 
 FLOAT_TOLERANCE = 1e-4  # max abs difference of probabilities for fp32 artifacts
@@ -44,6 +45,7 @@ class LoadedArtifact:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     order: list[int] = dataclasses.field(default_factory=lambda: [0])
+    softmax: bool = False  # the class output is logits: compared as probabilities, as the runtime serves them
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         return quantize(batch, self.inputs[0])
@@ -51,10 +53,13 @@ class LoadedArtifact:
     def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
         """Float outputs in the Keras model's output order, dequantized."""
         chunks = [self.raw(self.prepare(batch[i : i + BATCH])) for i in range(0, len(batch), BATCH)]
-        return [
+        outputs = [
             np.concatenate([dequantize(chunk[position], self.outputs[position]) for chunk in chunks]).astype(np.float32)
             for position in self.order
         ]
+        if self.softmax:
+            outputs[0] = softmax(outputs[0])
+        return outputs
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The first Keras output (the class probabilities or logits)."""
@@ -74,16 +79,18 @@ def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     return runtime_dequantize(values, *info.quantization)
 
 
-def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = ()) -> LoadedArtifact:
+def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = (), softmax: bool = False
+                  ) -> LoadedArtifact:
     """Open ``path`` with its runtime; ``keras_outputs`` (name, shape) locate the Keras outputs among the
-    file's outputs with the runtime's own matcher (by name, else by shape, else by position)."""
+    file's outputs with the runtime's own matcher (by name, else by shape, else by position); ``softmax``:
+    the first of them is logits, turned into probabilities before any comparison."""
     if format == "saved_model":
         raw, inputs, outputs = _load_saved_model(path)
     else:
         backend = open_backend(path, backend=format, threads=1)
         raw, inputs, outputs = backend.run, backend.inputs, backend.outputs
     order = match_outputs(keras_outputs, outputs, path) if keras_outputs else [0]
-    return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order)
+    return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order, softmax=softmax)
 
 
 def resolve_same_shapes(
