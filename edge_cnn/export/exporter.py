@@ -439,7 +439,7 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         with atomic_path(final) as tmp:
             context.write(job, tmp)
             converted = context.converted_model(job)
-            loaded = parity.load_artifact(tmp, job.format, parity.keras_outputs(converted), softmax=logits)
+            loaded = parity.load_artifact(tmp, job.format, parity.keras_outputs(converted), logits=logits)
             if reference_embedding is not None:
                 class_reference = converted.predict(x, verbose=0)[0] if logits else reference
                 references = (class_reference, reference_embedding)

@@ -45,7 +45,7 @@ class LoadedArtifact:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     order: list[int] = dataclasses.field(default_factory=lambda: [0])
-    softmax: bool = False  # the class output is logits: compared as probabilities, as the runtime serves them
+    logits: bool = False  # the class output is logits: compared as probabilities, as the runtime serves them
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         return quantize(batch, self.inputs[0])
@@ -57,7 +57,7 @@ class LoadedArtifact:
             np.concatenate([dequantize(chunk[position], self.outputs[position]) for chunk in chunks]).astype(np.float32)
             for position in self.order
         ]
-        if self.softmax:
+        if self.logits:
             outputs[0] = softmax(outputs[0])
         return outputs
 
@@ -79,10 +79,10 @@ def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     return runtime_dequantize(values, *info.quantization)
 
 
-def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = (), softmax: bool = False
+def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] = (), logits: bool = False
                   ) -> LoadedArtifact:
     """Open ``path`` with its runtime; ``keras_outputs`` (name, shape) locate the Keras outputs among the
-    file's outputs with the runtime's own matcher (by name, else by shape, else by position); ``softmax``:
+    file's outputs with the runtime's own matcher (by name, else by shape, else by position); ``logits``:
     the first of them is logits, turned into probabilities before any comparison."""
     if format == "saved_model":
         raw, inputs, outputs = _load_saved_model(path)
@@ -90,7 +90,7 @@ def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] 
         backend = open_backend(path, backend=format, threads=1)
         raw, inputs, outputs = backend.run, backend.inputs, backend.outputs
     order = match_outputs(keras_outputs, outputs, path) if keras_outputs else [0]
-    return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order, softmax=softmax)
+    return LoadedArtifact(raw=raw, inputs=inputs, outputs=outputs, order=order, logits=logits)
 
 
 def resolve_same_shapes(
