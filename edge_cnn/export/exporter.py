@@ -374,6 +374,7 @@ class _Context:
         # a QAT model keeps its softmax, whose range it learnt inside its quantize wrappers
         self.int8_logits = not qat and ends_in_softmax(src.model)
         self._logits_model: Any = None
+        self._logits_reference: np.ndarray | None = None
         self._onnx: dict[bool, Any] = {}
 
     def outputs_logits(self, job: Job) -> bool:
@@ -386,6 +387,12 @@ class _Context:
         if self._logits_model is None:
             self._logits_model = without_softmax(self.model)
         return self._logits_model
+
+    def logits_reference(self, x: np.ndarray) -> np.ndarray:
+        """Keras' logits on the parity images (an int8 job's class reference), predicted once for all jobs."""
+        if self._logits_reference is None:
+            self._logits_reference = self._logits_model.predict(x, verbose=0)[0]
+        return self._logits_reference
 
     def onnx_graph(self, job: Job):
         """The float (or QAT fake-quant) ONNX graph of the job's model, converted once; a conversion error
@@ -441,7 +448,7 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
             converted = context.converted_model(job)
             loaded = parity.load_artifact(tmp, job.format, parity.keras_outputs(converted), logits=logits)
             if reference_embedding is not None:
-                class_reference = converted.predict(x, verbose=0)[0] if logits else reference
+                class_reference = context.logits_reference(x) if logits else reference
                 references = (class_reference, reference_embedding)
                 loaded = parity.resolve_same_shapes(loaded, converted.output_names, x, references)
             checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding)
