@@ -2,15 +2,15 @@
 
 Verbs are imported on use, so ``edgecnn --help`` and the runtime verbs start without
 TensorFlow. Every verb follows one grammar: ``edgecnn VERB [SOURCE...] [--flags]``,
-with ``--recipe FILE.yaml`` whose keys are the flag names (a flag given on the
-command line wins). ``EdgeCNNError`` (bad input) prints one line and exits 2.
+with ``--recipe NAME|FILE.yaml`` whose keys are the flag names (a flag given on the
+command line wins; ``edge_cnn.options``). Only the ``edgecnn`` entry point imports this module. ``EdgeCNNError`` (bad input) and a verb's usage errors print one line
+and exit 2.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -59,6 +59,11 @@ class LazyGroup(click.Group):
         except EdgeCNNError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(2)
+        except click.UsageError as exc:  # a bad flag or value of a verb: one line too, not click's usage block
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            message = " ".join(exc.format_message().split())
+            click.secho(f"error: {where}: {message} (see `{where} --help`)", fg="red", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             ctx.exit(130)
@@ -77,61 +82,6 @@ def main() -> None:
       edgecnn bench runs/face/export               # latency, side by side
       edgecnn predict runs/face/export img.png     # embedded runtime, no TensorFlow
     """
-
-
-# --- helpers shared by the verbs --------------------------------------------------
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'128x64' (height x width) or '96' -> (height, width)."""
-    try:
-        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
-    except ValueError:
-        raise EdgeCNNError(f"size {text!r} is not HxW (e.g. 128x64) or a single number") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise EdgeCNNError(f"size {text!r} is not HxW with positive numbers (e.g. 128x64)")
-    return parts[0], parts[1]
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """A YAML recipe -> {flag name with underscores: value}."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeCNNError(f"recipe {path} does not exist (see models/*.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EdgeCNNError(f"recipe {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise EdgeCNNError(f"recipe {path} must be a mapping of flag names to values")
-    return {str(key).replace("-", "_"): value for key, value in data.items()}
-
-
-def _apply_recipe(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    recipe = load_recipe(value)
-    known = {p.name for p in ctx.command.params}
-    unknown = sorted(set(recipe) - known)
-    if unknown:
-        raise click.BadParameter(f"unknown keys {unknown}; a recipe's keys are this verb's flag names", ctx, param)
-    ctx.default_map = {**(ctx.default_map or {}), **recipe}
-    return value
-
-
-def recipe_option(function):
-    """``--recipe FILE.yaml``: its keys are the verb's flags; flags on the command line win."""
-    return click.option(
-        "--recipe",
-        type=click.Path(dir_okay=False),
-        is_eager=True,
-        expose_value=False,
-        callback=_apply_recipe,
-        help="YAML file whose keys are this verb's flag names; command-line flags override it.",
-    )(function)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,3 +19,7 @@ class ManifestError(EdgeCNNError):
 
 class ProviderError(EdgeCNNError):
     """A requested execution provider is not active (never a silent CPU fallback)."""
+
+
+class OutputError(EdgeCNNError):
+    """An output file or folder cannot be written (read-only, full disk, a file where a folder goes)."""

@@ -12,29 +12,65 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from edge_cnn.errors import OutputError
+
+
+def ensure_writable_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Prove that ``path`` is, or can become, a folder where files can be written, before any work.
+
+    A verb calls this first, so a read-only folder or an ``--out`` that names (or lies under) a
+    file costs nothing: one ``OutputError`` naming the folder and the fix. Nothing is created:
+    the check writes and removes one temporary file in the nearest folder that exists.
+    """
+    folder = Path(path)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise OutputError(f"{flag} {folder} {where}, not a folder: choose a folder path")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".edgecnn-write-check."):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {folder} is not writable ({exc.strerror or exc}): choose a writable folder") from None
+    return folder
+
+
+def ensure_writable_file(path: str | os.PathLike, flag: str) -> Path:
+    """The folder of an output file must be writable and the path must not be a folder."""
+    final = Path(path)
+    if final.is_dir():
+        raise OutputError(f"{flag} {final} is a folder: give a file name")
+    ensure_writable_dir(final.parent, flag)
+    return final
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The temporary name keeps the suffix (tools such as Keras pick the format by it).
-    A directory written there is moved into place as a whole.
+    A directory written there is moved into place as a whole. An ``OSError`` on the way
+    (read-only folder, full disk, a folder where the file should go) becomes one
+    ``OutputError`` naming the file; whatever stood at ``path`` before is left as it was.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent
-    )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final} ({exc.strerror or exc}): choose a writable folder") from None
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
     try:
         yield tmp
         if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+            raise RuntimeError(f"nothing was written to {tmp} for {final}")
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final} ({exc.strerror or exc}): free disk space or choose a writable folder") from None
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

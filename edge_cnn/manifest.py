@@ -1,7 +1,11 @@
 """``manifest.json``: what export wrote, the contract read by bench and the runtime.
 
-Schema 1, validated on read. Paths of artifacts are relative to the manifest's folder.
-Pure Python: the embedded runtime reads it without TensorFlow.
+Schema 1, validated on read: every field is type-checked, so a hand-edited or hostile
+manifest is one ``ManifestError``, never a traceback. Paths of artifacts are relative to the
+manifest's folder and must stay inside it (``..``, absolute paths and links that lead out are
+refused without touching the file they name). A reader uses an artifact only after
+``verified_path`` has matched its size and sha256. Pure Python: the embedded runtime reads it
+without TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from edge_cnn.errors import ManifestError
+from edge_cnn.errors import ManifestError, ModelFileError
+from edge_cnn.io import sha256_file
 from edge_cnn.preprocess import PreprocessSpec
 
 SCHEMA = 1
@@ -68,7 +74,40 @@ class Manifest:
     root: Path | None = dataclasses.field(default=None, compare=False)  # folder of the manifest file
 
     def artifact_path(self, artifact: Artifact) -> Path:
-        return (self.root or Path(".")) / artifact.path
+        """Where the artifact lies; a path that resolves outside the manifest's folder is refused."""
+        root = self.root or Path(".")
+        path = root / artifact.path
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise ManifestError(
+                f"manifest {root / MANIFEST_NAME} lists {artifact.path!r}, which leads outside its folder: "
+                "artifacts must lie in the export folder; re-export the model"
+            )
+        return path
+
+    def verified_path(self, artifact: Artifact) -> Path:
+        """The artifact's file, after checking it has the manifest's size and sha256.
+
+        A file edited, truncated or left over from another export would give silently wrong
+        outputs, so bench and the runtime refuse it before running it.
+        """
+        path = self.artifact_path(artifact)
+        if not path.exists():
+            raise ModelFileError(f"model file {path} listed in the manifest does not exist: re-export, or copy the whole export folder")
+        if not path.is_file():  # a SavedModel folder: its digest covers every file (export's _measure)
+            return path
+        size = path.stat().st_size
+        if size != artifact.bytes:
+            raise ManifestError(
+                f"model file {path} has {size} bytes but its manifest says {artifact.bytes}: the file is truncated "
+                "or was replaced after export; re-export the model"
+            )
+        digest = sha256_file(path)
+        if digest != artifact.sha256:
+            raise ManifestError(
+                f"model file {path} does not match its manifest (sha256 {digest[:12]}... != {artifact.sha256[:12]}...): "
+                "it was changed after export; re-export the model"
+            )
+        return path
 
     def find(self, format: str | None = None, precision: str | None = None) -> list[Artifact]:
         return [
@@ -103,35 +142,79 @@ class Manifest:
             if key not in data:
                 raise ManifestError(f"{where} lacks {key!r}: re-export the model")
         try:
-            artifacts = [_artifact(a) for a in data["artifacts"]]
-            preprocess = PreprocessSpec.from_dict(data["preprocess"])
-        except (TypeError, KeyError, ValueError) as exc:
-            raise ManifestError(f"{where} is invalid: {exc}") from None
-        return cls(
-            labels=[str(label) for label in data["labels"]],
-            preprocess=preprocess,
-            source_sha256=str(data["source_sha256"]),
-            artifacts=artifacts,
-            created_by=str(data.get("created_by", "")),
-            root=root,
-        )
+            labels = _list(data["labels"], "labels")
+            if not labels or not all(isinstance(label, str) for label in labels):
+                raise ValueError("labels must be a non-empty list of class names")
+            artifacts = [_artifact(_object(a, "artifact")) for a in _list(data["artifacts"], "artifacts")]
+            preprocess = PreprocessSpec.from_dict(_object(data["preprocess"], "preprocess"))
+            source_sha256 = _string(data["source_sha256"], "source_sha256")
+            created_by = _string(data.get("created_by", ""), "created_by")
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ManifestError(f"{where} is invalid ({detail}): re-export the model") from None
+        return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, root=root)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{what} {value!r} is not one of {list(allowed)}")
     return value
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a JSON list, not {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _integer(value: Any, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        raise ValueError(f"{what} {value!r} must be a whole number" + (f" of at least {minimum}" if minimum is not None else ""))
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} {value!r} must be a number")
+    return float(value)
+
+
+def _relative_path(value: Any) -> str:
+    """An artifact path as written by export: relative, inside the folder, no '..' part."""
+    text = _string(value, "artifact path")
+    parts = PurePosixPath(text.replace("\\", "/")).parts
+    if not text or PureWindowsPath(text).is_absolute() or text.startswith(("/", "\\")) or ".." in parts:
+        raise ValueError(f"artifact path {text!r} must be relative to the export folder, without '..'")
+    return text
+
+
 def _tensor(data: dict[str, Any], kind: str) -> TensorSpec:
+    data = _object(data, kind)
     quant = data.get("quantization")
+    if quant is not None:
+        quant = _object(quant, f"{kind} quantization")
+    layout, meaning = data.get("layout"), data.get("meaning")
     spec = TensorSpec(
-        name=str(data["name"]),
-        shape=[int(d) for d in data["shape"]],
+        name=_string(data["name"], f"{kind} name"),
+        shape=[_integer(d, f"{kind} dimension", -1) for d in _list(data["shape"], f"{kind} shape")],
         dtype=_choice(data["dtype"], DTYPES, f"{kind} dtype"),
-        layout=data.get("layout"),
-        meaning=data.get("meaning"),
-        quantization=Quantization(float(quant["scale"]), int(quant["zero_point"])) if quant else None,
+        layout=None if layout is None else _string(layout, f"{kind} layout"),
+        meaning=None if meaning is None else _string(meaning, f"{kind} meaning"),
+        quantization=None if quant is None else Quantization(
+            _number(quant["scale"], "quantization scale"), _integer(quant["zero_point"], "quantization zero point")
+        ),
     )
     if spec.meaning is not None:
         _choice(spec.meaning, MEANINGS, f"{kind} meaning")
@@ -141,22 +224,25 @@ def _tensor(data: dict[str, Any], kind: str) -> TensorSpec:
 
 
 def _artifact(data: dict[str, Any]) -> Artifact:
-    inputs = [_tensor(t, "input") for t in data["inputs"]]
-    outputs = [_tensor(t, "output") for t in data["outputs"]]
+    inputs = [_tensor(t, "input") for t in _list(data["inputs"], "inputs")]
+    outputs = [_tensor(t, "output") for t in _list(data["outputs"], "outputs")]
     if not inputs or not outputs:
         raise ValueError(f"artifact {data.get('path')!r} needs at least one input and one output")
+    sha256 = _string(data["sha256"], "sha256")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 {sha256[:80]!r} is not 64 hexadecimal digits")
     return Artifact(
-        path=str(data["path"]),
+        path=_relative_path(data["path"]),
         format=_choice(data["format"], FORMATS, "format"),
         precision=_choice(data["precision"], PRECISIONS, "precision"),
-        sha256=str(data["sha256"]),
-        bytes=int(data["bytes"]),
-        gzip_bytes=int(data["gzip_bytes"]),
+        sha256=sha256,
+        bytes=_integer(data["bytes"], "bytes", 0),
+        gzip_bytes=_integer(data["gzip_bytes"], "gzip_bytes", 0),
         inputs=inputs,
         outputs=outputs,
         status=_choice(data.get("status", "OK"), STATUSES, "status"),
-        optimization=dict(data.get("optimization", {})),
-        parity=dict(data.get("parity", {})),
+        optimization=_object(data.get("optimization", {}), "optimization"),
+        parity=_object(data.get("parity", {}), "parity"),
     )
 
 
@@ -168,6 +254,6 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         raise ManifestError(f"no manifest at {file}: run `edgecnn export` first, or pass the export folder")
     try:
         data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestError(f"manifest {file} is not valid JSON ({exc}): re-export the model") from None
     return Manifest.from_dict(data, root=file.parent)

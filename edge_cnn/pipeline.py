@@ -14,23 +14,9 @@ from typing import Any, Callable
 import click
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.recipes import list_recipes, load_recipe
 
-TARGETS = {
-    "face": "face vs non-face on the embedded scikit-image LFW subset (no download)",
-    "pedestrian": "person vs background 64x128 windows (e.g. ../shared/data/pedestrian)",
-    "faces_id": "identity of a face (a folder like ../shared/data/att_faces)",
-}
 SUMMARY_COLUMNS = ["artifact", "status", "size_mb", "test_accuracy_pct", "agreement_pct", "p50_ms", "images_per_s", "speedup"]
-
-
-def recipe_path(target: str) -> Path:
-    """``models/<target>.yaml`` of the source checkout (the recipes are not inside the package)."""
-    if target not in TARGETS:
-        raise EdgeCNNError(f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
-    path = Path(__file__).resolve().parents[1] / "models" / f"{target}.yaml"
-    if not path.is_file():
-        raise EdgeCNNError(f"recipe {path} is missing: run from a source checkout (pip install -e .)")
-    return path
 
 
 @dataclasses.dataclass
@@ -45,7 +31,7 @@ def gpu_providers() -> list[str]:
     """['cuda'] when onnxruntime has the CUDA provider and nvidia-smi sees a GPU, else []."""
     import onnxruntime
 
-    from edge_cnn.bench.machine import gpu_info
+    from edge_cnn.machine import gpu_info
 
     return ["cuda"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() and gpu_info() else []
 
@@ -83,14 +69,15 @@ def run_pipeline(
     log: Callable[[str], None] = lambda message: None,
 ) -> PipelineResult:
     from edge_cnn import bench
-    from edge_cnn.cli import load_recipe
     from edge_cnn.export import export
     from edge_cnn.io import write_json, write_text
     from edge_cnn.report import to_markdown
     from edge_cnn.train import TrainConfig, train
 
+    if target not in list_recipes():
+        raise EdgeCNNError(f"unknown target {target!r}: use one of {', '.join(list_recipes())}")
     out = Path(out or Path("runs") / f"pipeline-{target}")
-    settings = load_recipe(recipe_path(target))
+    settings = load_recipe(target)
     settings["out"] = str(out / "train")
     if data is not None:
         settings["data"] = str(data)
@@ -125,7 +112,8 @@ def run_pipeline(
 
 
 @click.command()
-@click.option("--target", type=click.Choice(list(TARGETS)), default="face", show_default=True)
+@click.option("--target", type=click.Choice(list(list_recipes())), default="face", show_default=True,
+              help="A packaged recipe (edge_cnn/recipes/).")
 @click.option("--data", default=None, help="Image folder (default: the recipe's; face uses the embedded set).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: runs/pipeline-TARGET].")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also export full-integer TFLite and ONNX.")

@@ -23,6 +23,9 @@ from edge_cnn.errors import EdgeCNNError, ImageError
 COLOR_CHANNELS = {"rgb": 3, "grayscale": 1}
 LAYOUTS = ("NHWC", "NCHW")
 RESAMPLING = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+# Decoding more pixels than this is refused per image (a 388 KB PNG can hold 20000x20000 pixels);
+# ``$EDGECNN_MAX_IMAGE_PIXELS`` overrides it.
+MAX_IMAGE_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
@@ -147,7 +150,12 @@ class PreprocessSpec:
         missing = {"height", "width"} - set(data)
         if missing:
             raise EdgeCNNError(f"preprocess spec lacks {sorted(missing)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, EdgeCNNError):
+                raise
+            raise EdgeCNNError(f"preprocess spec has a value of the wrong type ({exc}): re-export or re-train") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         from edge_cnn.io import write_json
@@ -184,8 +192,11 @@ def to_pil(image: Any) -> Image.Image:
             raise ImageError(f"image {path} does not exist")
         try:
             with Image.open(path) as pil:
+                check_pixels(path, pil.width, pil.height)
                 pil.load()
-                return pil.copy() if pil.mode not in ("P", "PA") else pil.convert("RGBA")
+                return _to_8bit(path, pil.copy() if pil.mode not in ("P", "PA") else pil.convert("RGBA"))
+        except Image.DecompressionBombError as exc:
+            raise too_large_error(path, f"over Pillow's decompression-bomb limit ({exc})") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"image {path} cannot be read ({exc}): replace or remove the file") from None
     if isinstance(image, np.ndarray):
@@ -196,12 +207,72 @@ def to_pil(image: Any) -> Image.Image:
             raise ImageError(
                 f"image array of shape {image.shape} cannot be converted: use (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
             )
-        if array.dtype != np.uint8:
+        check_pixels("array", array.shape[1], array.shape[0])
+        if array.dtype == np.uint16:  # 16-bit pixels: scaled to 8 bits, not clipped to white
+            array = np.rint(array / 257.0).astype(np.uint8)
+        elif array.dtype != np.uint8:
             if not np.all(np.isfinite(array)):
                 raise ImageError("image array contains NaN or infinity")
             array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
         return Image.fromarray(array)
     raise ImageError(f"cannot read an image from a {type(image).__name__}: pass a path, a PIL image or an array")
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height) decoded: ``$EDGECNN_MAX_IMAGE_PIXELS`` or ``MAX_IMAGE_PIXELS``."""
+    value = os.environ.get("EDGECNN_MAX_IMAGE_PIXELS")
+    try:
+        return int(value) if value else MAX_IMAGE_PIXELS
+    except ValueError:
+        raise EdgeCNNError(f"EDGECNN_MAX_IMAGE_PIXELS={value!r} is not a whole number of pixels") from None
+
+
+def check_pixels(source: Any, width: int, height: int) -> None:
+    """Refuse (``ImageError``) an image of more pixels than ``max_image_pixels()`` before decoding it."""
+    if int(width) * int(height) > max_image_pixels():
+        raise too_large_error(source, f"{int(width)}x{int(height)} pixels, over the limit of {max_image_pixels():,} pixels")
+
+
+def too_large_error(source: Any, what: str) -> ImageError:
+    return ImageError(
+        f"image {source} is {what}, a decompression bomb or a huge scan: downscale it, "
+        "or raise EDGECNN_MAX_IMAGE_PIXELS if you trust it"
+    )
+
+
+def _to_8bit(source: Any, pil: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images -> 8-bit grey by scaling their range, never by clipping.
+
+    Integer pixels are scaled by the largest value their bit depth can hold (16 bits when the
+    values fit, else 32); float pixels in 0..1 are taken as fractions of white, other float
+    ranges are scaled so the brightest pixel is white.
+    """
+    if pil.mode in ("1", "L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA", "La", "RGBa", "RGBX"):
+        return pil
+    array = np.asarray(pil)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ImageError(f"image {source} holds NaN or infinite pixels: replace or remove the file")
+        low, high = float(array.min()), float(array.max())
+        full = 1.0 if low >= 0.0 and high <= 1.0 else max(high, 1e-12)
+    else:
+        high = int(array.max()) if array.size else 0
+        full = 255 if pil.mode == "I" and high <= 255 else 65535 if high <= 65535 else 2**32 - 1
+    scaled = np.clip(np.rint(array.astype(np.float64) * (255.0 / full)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled if scaled.ndim == 2 else scaled[..., :3])
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'128x64' (height x width) or '96' -> (height, width)."""
+    try:
+        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise EdgeCNNError(f"size {text!r} is not HxW (e.g. 128x64) or a single number") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise EdgeCNNError(f"size {text!r} is not HxW with positive numbers (e.g. 128x64)")
+    return parts[0], parts[1]
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -55,10 +55,17 @@ class RunDir:
 
     def labels(self) -> list[str]:
         self.require("labels")
-        labels = json.loads(self.labels_path.read_text())
-        if not isinstance(labels, list) or not labels:
-            raise EdgeCNNError(f"{self.labels_path} must hold a non-empty JSON list of class names")
-        return [str(label) for label in labels]
+        try:
+            labels = json.loads(self.labels_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise EdgeCNNError(
+                f"{self.labels_path} is not valid JSON ({exc}): write a JSON list of class names, or re-run `edgecnn train`"
+            ) from None
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label for label in labels):
+            raise EdgeCNNError(f"{self.labels_path} must hold a non-empty JSON list of class names (strings)")
+        if len(set(labels)) != len(labels):
+            raise EdgeCNNError(f"{self.labels_path} names a class twice: each class name must be unique")
+        return labels
 
     def preprocess(self) -> PreprocessSpec:
         self.require("preprocess")
@@ -79,5 +86,10 @@ class RunDir:
         file = self.split_path(split)
         if not file.is_file():
             raise EdgeCNNError(f"run directory {self.path} has no split list {file.name}")
-        with open(file, newline="") as handle:
-            return [(row["path"], int(row["label"])) for row in csv.DictReader(handle)]
+        try:
+            with open(file, newline="") as handle:
+                return [(row["path"], int(row["label"])) for row in csv.DictReader(handle)]
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+            raise EdgeCNNError(
+                f"split list {file} is malformed ({type(exc).__name__}: {exc}): it needs path,label rows; re-run `edgecnn train`"
+            ) from None

@@ -14,8 +14,8 @@ from edge_cnn.bench import inputs as bench_inputs
 from edge_cnn.bench import run
 from edge_cnn.bench.calls import OnnxCall
 from edge_cnn.bench.gpu import IOBindingCall, tensorrt_options
-from edge_cnn.bench.machine import cpu_info
-from edge_cnn.bench.timing import measure_calls, summarize, time_calls
+from edge_cnn.machine import cpu_info
+from edge_cnn.timing import measure_calls, summarize, time_calls
 from edge_cnn.cli import main
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.preprocess import PreprocessSpec
@@ -41,7 +41,7 @@ def models(tmp_path_factory):
 
     from edge_cnn.io import gzip_size, sha256_file
     from edge_cnn.manifest import Artifact, Manifest
-    from edge_cnn.runtime.backends import open_backend
+    from edge_cnn.backends import open_backend
 
     keras.utils.set_random_seed(0)
     run_dir = tmp_path_factory.mktemp("bench") / "run"
@@ -284,7 +284,7 @@ def test_wrong_input_shape_names_the_model_shape():
 # --- GPU code paths, exercised on the CPU ---------------------------------------------------------
 
 def test_io_binding_path_matches_plain_session_run(models):
-    from edge_cnn.runtime.backends import open_backend
+    from edge_cnn.backends import open_backend
 
     session = open_backend(models / "fp32.onnx").session
     batch = np.random.default_rng(1).random((3, SIZE, SIZE, 3), dtype=np.float32)

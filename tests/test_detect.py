@@ -1,10 +1,12 @@
 """Sliding-window detection: pyramid, windows, NMS on a synthetic scene with a known person."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from edge_cnn.detect import Box, detect, nms, pyramid_scales, window_boxes
+from edge_cnn.detect import Box, detect, nms, pyramid_levels, pyramid_scales, window_boxes
 from edge_cnn.errors import EdgeCNNError
 
 WINDOW = (32, 16)  # height, width: a pedestrian window's 2:1 shape, small for speed
@@ -97,3 +99,30 @@ def test_detect_and_face_import_no_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_pyramid_levels_skip_the_finest_beyond_max_windows():
+    scales, skipped = pyramid_levels((96, 128), WINDOW, (8, 8), 1.5)
+    assert skipped == [] and scales == pyramid_scales((96, 128), WINDOW, 1.5)
+    counts = [len(window_boxes((max(32, round(96 * s)), max(16, round(128 * s))), WINDOW, (8, 8))) for s in scales]
+    kept, skipped = pyramid_levels((96, 128), WINDOW, (8, 8), 1.5, max_windows=sum(counts) - 1)
+    assert skipped == scales[:1] and kept == scales[1:]  # the finest level goes first
+    assert pyramid_levels((96, 128), WINDOW, (8, 8), 1.5, max_windows=sum(counts)) == (scales, [])
+    with pytest.raises(EdgeCNNError, match="raise --max-windows or --stride"):
+        pyramid_levels((96, 128), WINDOW, (8, 8), 1.5, max_windows=counts[-1] - 1)
+
+
+def test_detect_under_the_window_cap_is_unchanged_and_over_it_misses_small_people():
+    scene = _scene((48, 32, 16, 32))  # window-sized: found on the finest level only
+    uncapped = detect(scene, _template_match, window=WINDOW, stride=(8, 8), threshold=0.9)
+    assert detect(scene, _template_match, window=WINDOW, stride=(8, 8), threshold=0.9, max_windows=10_000) == uncapped
+    assert detect(scene, _template_match, window=WINDOW, stride=(8, 8), threshold=0.9, max_windows=60) == []
+
+
+def test_output_stems_keep_results_of_same_named_images_apart(tmp_path):
+    from edge_cnn.detect.detector import output_stems
+
+    paths = [tmp_path / "a" / "scene.png", tmp_path / "b" / "scene.png", tmp_path / "a" / "scene.jpg", tmp_path / "a" / "Scene.png"]
+    assert output_stems(paths) == [Path("a/scene"), Path("b/scene"), Path("a/scene-2"), Path("a/Scene-3")]
+    assert output_stems([tmp_path / "a" / "street.jpg"]) == [Path("street")]
+    assert output_stems([]) == []

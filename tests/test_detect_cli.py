@@ -51,3 +51,22 @@ def test_detect_unknown_positive_class(square_export, tmp_path):
     Image.fromarray(_tile((230, 40, 40), 0)).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["detect", str(square_export), str(tmp_path / "a.png"), "--out", str(tmp_path), "--positive", "person"])
     assert result.exit_code == 2 and "'person' is not one of the model's labels" in result.output
+
+
+def test_detect_writes_one_result_per_input_when_names_repeat(square_export, tmp_path):
+    """a/scene.png and b/scene.png mirror their folders under --out; scene.jpg beside scene.png gets -2."""
+    red, blue = _tile((230, 40, 40), 1), _tile((40, 40, 230), 2)
+    for folder, tile in (("a", red), ("b", blue)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(tile).save(tmp_path / folder / "scene.png")
+    Image.fromarray(blue).save(tmp_path / "a" / "scene.jpg", quality=95)
+    inputs = [tmp_path / "a" / "scene.png", tmp_path / "b" / "scene.png", tmp_path / "a" / "scene.jpg"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["detect", str(square_export), *map(str, inputs), "--out", str(out), "--positive", "red"])
+    assert result.exit_code == 0, result.output
+    written = {name: json.loads((out / f"{name}.json").read_text()) for name in ("a/scene", "b/scene", "a/scene-2")}
+    assert [written[name]["path"] for name in ("a/scene", "b/scene", "a/scene-2")] == list(map(str, inputs))
+    assert [len(written[name]["boxes"]) for name in ("a/scene", "b/scene", "a/scene-2")] == [1, 0, 0]
+    assert all((out / f"{name}.png").is_file() for name in written)
+    usage = " ".join(CliRunner().invoke(main, ["detect", "--help"]).output.split())
+    assert "relative to the inputs' common folder" in usage and "-2, -3" in usage  # the rule is documented

@@ -16,7 +16,7 @@ from edge_cnn.keras import keras, layers, tf
 from edge_cnn.manifest import load_manifest
 from edge_cnn.preprocess import PreprocessSpec
 from edge_cnn.run_dir import RunDir
-from edge_cnn.runtime.backends import open_backend
+from edge_cnn.backends import open_backend
 
 
 def copy_run(tiny_run_dir: Path, tmp_path: Path) -> Path:
@@ -372,7 +372,7 @@ def test_grouped_convolutions_convert_to_onnx(tmp_path):
 
     from edge_cnn.export.onnx import convert_onnx, unconverted_ops
     from edge_cnn.keras import keras, layers
-    from edge_cnn.runtime.backends import open_backend
+    from edge_cnn.backends import open_backend
 
     inputs = keras.Input((8, 8, 8), name="image")
     x = layers.Conv2D(8, 3, padding="same", groups=4, use_bias=False)(inputs)
@@ -529,7 +529,7 @@ def test_embedding_of_a_bare_model_without_images_to_centre_on_exits_2(tmp_path)
 def test_same_shape_outputs_are_ordered_by_closeness_to_keras():
     """A file that lists (embedding, probabilities) under meaningless names is put back in Keras order."""
     from edge_cnn.export.parity import LoadedArtifact, resolve_same_shapes
-    from edge_cnn.runtime.backends import TensorInfo
+    from edge_cnn.backends import TensorInfo
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (6, 4)).astype(np.float32)
@@ -554,7 +554,7 @@ def test_without_softmax_gives_the_logits_of_the_same_weights():
     keeping any further output: softmax(logits) is the original model's answer."""
     from edge_cnn.export.exporter import without_softmax
     from edge_cnn.keras import layers
-    from edge_cnn.runtime.postprocess import softmax
+    from edge_cnn.numerics import softmax
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(6, 8, 8, 3)).astype(np.float32)

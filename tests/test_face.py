@@ -1,6 +1,7 @@
 """Face enrollment and identification round trip (embedding model stood in by colour statistics)."""
 
 import inspect
+import re
 import types
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.face import Gallery, enroll, identify
 from edge_cnn.face.gallery import DEFAULT_THRESHOLD
+from edge_cnn.io import sha256_file
 from edge_cnn.preprocess import PreprocessSpec
 
 COLOURS = {"ana": (220, 30, 30), "bo": (30, 220, 30), "cy": (30, 30, 220)}
@@ -58,14 +60,17 @@ def gallery_dir(tmp_path):
 def test_enroll_identify_round_trip(gallery_dir, tmp_path):
     embedder = ColourEmbedder()
     (gallery_dir / "cy" / "broken.png").write_bytes(b"not a png")
-    gallery, skipped = enroll(embedder, gallery_dir, model="m.onnx")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"stands in for the artifact")
+    gallery, skipped = enroll(embedder, gallery_dir, model=model)
     assert gallery.names == ["ana", "bo", "cy"] and gallery.counts == [2, 2, 2]
     assert [s["path"] for s in skipped] == [str(gallery_dir / "cy" / "broken.png")]
     np.testing.assert_allclose(np.linalg.norm(gallery.centroids, axis=1), 1.0, rtol=1e-6)
 
     gallery.save(tmp_path / "gallery.npz")
     loaded = Gallery.load(tmp_path / "gallery.npz")
-    assert loaded.names == gallery.names and loaded.model == "m.onnx"
+    assert loaded.names == gallery.names and loaded.model == str(model.resolve())
+    assert loaded.model_sha256 == sha256_file(model) and loaded.enrolled_model() == str(model.resolve())
     probes = [_image(tmp_path / f"{name}.png", colour, seed=9) for name, colour in COLOURS.items()]
     stranger = _image(tmp_path / "stranger.png", (200, 200, 40), seed=9)
     results = identify(embedder, loaded, probes + [stranger], threshold=0.95)
@@ -169,3 +174,41 @@ def test_face_cli_end_to_end_on_an_exported_embedding(tiny_run_dir, tmp_path):
     refused = cli.invoke(main, [*enroll, str(tmp_path / "x.npz"), "--model", str(plain)])
     assert refused.exit_code == 2 and "no embedding output" in refused.output
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"centroids": np.full((3, 3), np.nan, np.float32)}, "NaN or infinity"),
+        ({"centroids": np.eye(3, dtype=np.float32)[:2]}, "3 names, 2 centroids and 3 counts"),
+        ({"counts": np.array([1.5, 2.0, 2.0])}, "not integers"),
+        ({"names": np.array([1, 2, 3])}, "not a list of text"),
+        ({"names": np.array("ana")}, "not a list of text"),
+        ({"centroids": np.ones(3, np.float32)}, "embedding size"),
+        ({"names": np.array(["ana", "ana", "bo"])}, "enrolled twice"),
+        ({"centroids": np.eye(3, dtype=np.float32) * 2}, "unit length"),
+        ({"source_sha256": np.array([1, 2])}, "source_sha256 not text"),
+        ({"counts": None}, "missing counts"),
+    ],
+)
+def test_gallery_contents_are_checked_on_load(change, problem, gallery_dir, tmp_path):
+    """A gallery file of the right format but wrong contents is refused whole, naming the file and the fix."""
+    gallery, _ = enroll(ColourEmbedder(), gallery_dir)
+    gallery.save(tmp_path / "g.npz")
+    with np.load(tmp_path / "g.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays.update(change)
+    np.savez(tmp_path / "bad.npz", **{key: value for key, value in arrays.items() if value is not None})
+    with pytest.raises(EdgeCNNError, match=f"gallery {re.escape(str(tmp_path / 'bad.npz'))} is not a valid edgecnn gallery .*{problem}.*"
+                       "re-run `edgecnn face enroll`"):
+        Gallery.load(tmp_path / "bad.npz")
+
+
+def test_gallery_of_an_older_version_still_loads(gallery_dir, tmp_path):
+    """Galleries written before the model's sha256 and centring were recorded: read, the model as given."""
+    gallery, _ = enroll(ColourEmbedder(), gallery_dir)
+    np.savez(tmp_path / "old.npz", names=np.array(gallery.names), centroids=gallery.centroids,
+             counts=np.array(gallery.counts), source_sha256=np.array("model-a"), model=np.array("runs/faces/export"))
+    loaded = Gallery.load(tmp_path / "old.npz")
+    assert loaded.model_sha256 == "" and loaded.centring == "" and loaded.enrolled_model() == "runs/faces/export"
+    np.testing.assert_array_equal(loaded.centroids, gallery.centroids)

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from edge_cnn.cli import main, parse_size
+from edge_cnn.cli import main
+from edge_cnn.preprocess import parse_size
 from edge_cnn.errors import EdgeCNNError, ImageError, ManifestError
 from edge_cnn.io import atomic_path, sha256_file, write_json
 from edge_cnn.manifest import Artifact, Manifest, Quantization, TensorSpec, load_manifest
@@ -207,7 +208,7 @@ def test_manifest_missing_or_not_json(tmp_path):
 def test_recipe_keys_are_flags_and_flags_win(tmp_path):
     import click
 
-    from edge_cnn.cli import recipe_option
+    from edge_cnn.options import recipe_option
 
     @click.command()
     @recipe_option

@@ -23,7 +23,7 @@ from edge_cnn.io import gzip_size, sha256_file, write_bytes
 from edge_cnn.manifest import Artifact, Manifest, Quantization, TensorSpec
 from edge_cnn.run_dir import RunDir
 from edge_cnn.runtime import Prediction, Predictor, open_backend
-from edge_cnn.runtime.postprocess import quantize
+from edge_cnn.numerics import quantize
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_cnn.cli import recipe_option
+from edge_cnn.options import recipe_option
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.report import print_table
 
@@ -69,7 +69,12 @@ def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, dur
     Failed configurations are reported in the table, and the command then exits with code 2.
     """
     from edge_cnn.bench.runner import TABLE_COLUMNS, run
+    from edge_cnn.io import ensure_writable_file
 
+    outputs = {"--json": json_path, "--csv": csv_path, "--md": md_path, "--plot": plot_path}
+    for flag, path in outputs.items():
+        if path:
+            ensure_writable_file(path, flag)  # before measuring: a bad path costs nothing
     providers = [p.strip() for p in provider.split(",") if p.strip()]
     report = run(
         list(targets), providers=providers, batch=_int_list("--batch", batch), threads=_int_list("--threads", threads) or [None],
@@ -98,7 +103,7 @@ def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, dur
             click.echo(f"wrote {path}")
     if report.failures:
         lines = [f"{Path(r.target).name} {r.provider} batch {r.batch}: {r.error}" for r in report.failures]
-        raise EdgeCNNError(f"{len(report.failures)} of {len(report.results)} configurations failed:\n  " + "\n  ".join(lines))
+        raise EdgeCNNError(f"{len(report.failures)} of {len(report.results)} configurations failed: " + "; ".join(lines))
 
 
 def _short_model_names(rows: list[dict]) -> list[dict]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.preprocess import PreprocessSpec, find_images
-from edge_cnn.runtime.postprocess import quantize as runtime_quantize
+from edge_cnn.numerics import quantize as runtime_quantize
 
 BUFFERS = 8
 MAX_BUFFER_BYTES = 512 * 2**20  # fewer buffers for huge batches rather than gigabytes of inputs

@@ -22,14 +22,14 @@ import numpy as np
 from edge_cnn.bench import inputs as bench_inputs
 from edge_cnn.bench.calls import Call, KerasCall, LiteRTCall, OnnxCall
 from edge_cnn.bench.gpu import GPU_PROVIDERS, IOBindingCall, session_providers, tensorrt_options
-from edge_cnn.bench.machine import gpu_memory_mb, machine_info
+from edge_cnn.machine import gpu_memory_mb, machine_info
 from edge_cnn.bench.profile import top_operators
 from edge_cnn.bench.targets import Target, expand_targets, match_baseline
-from edge_cnn.bench.timing import LatencyStats, measure_calls, summarize
+from edge_cnn.timing import LatencyStats, measure_calls, summarize
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import write_json, write_text
 from edge_cnn.report import to_csv, to_markdown
-from edge_cnn.runtime.backends import PROVIDERS, open_backend
+from edge_cnn.backends import PROVIDERS, open_backend
 
 TABLE_COLUMNS = [
     "model", "precision", "provider", "batch", "threads", "size_mb", "create_ms", "first_ms",
@@ -287,12 +287,9 @@ def _message(exc: Exception) -> str:
 
 def _open(model: Target, provider: str, thread_count: int | None, options: dict[str, Any]) -> Any:
     if model.format == "keras":
-        from edge_cnn.keras import keras
+        from edge_cnn.keras_file import load_keras_model
 
-        try:
-            return keras.models.load_model(model.path, compile=False)
-        except Exception as exc:
-            raise EdgeCNNError(f"{model.path} cannot be loaded by Keras ({_message(exc)})") from None
+        return load_keras_model(model.path)
     if model.format == "tflite":
         return open_backend(model.path, threads=thread_count)
     profile_prefix = None

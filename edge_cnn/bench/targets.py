@@ -2,7 +2,9 @@
 
 An export folder expands to each ONNX/TFLite artifact, preceded by the Keras model it
 came from (``../model.keras``, the run directory's model) as the baseline when it is
-there and TensorFlow is installed.
+there and TensorFlow is installed. Every artifact is checked against its manifest (size
+and sha256) before anything is timed, as the runtime does: a folder whose files and
+manifest disagree (an edited file, a half-finished re-export) is refused as a whole.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _manifest_targets(folder: Path, keras: bool) -> list[Target]:
         targets.append(
             Target(
                 label=str(folder / artifact.path),
-                path=manifest.artifact_path(artifact),
+                path=manifest.verified_path(artifact),
                 format=artifact.format,
                 precision=artifact.precision,
                 preprocess=manifest.preprocess,
@@ -97,6 +99,7 @@ def _file_target(path: Path) -> Target:
             return target
         for artifact in manifest.artifacts:
             if manifest.artifact_path(artifact).resolve() == path.resolve():
+                manifest.verified_path(artifact)
                 target.precision = artifact.precision
                 target.preprocess = manifest.preprocess
                 target.inputs = artifact.inputs

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from edge_cnn.errors import EdgeCNNError
-from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
+from edge_cnn.errors import EdgeCNNError, ImageError
+from edge_cnn.preprocess import IMAGE_SUFFIXES, check_pixels, is_image_file, too_large_error
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 LAYOUT_HINT = "use one sub-folder per class (e.g. DIR/cat/*.png, DIR/dog/*.png)"
@@ -166,9 +166,14 @@ def image_problem(path: Path) -> str | None:
         return "empty file (0 bytes)"
     try:
         with Image.open(path) as pil:
+            check_pixels(path, pil.width, pil.height)
             pil.verify()  # chunk checksums; verify does not decode, so a full load follows
         with Image.open(path) as pil:
             pil.load()
+    except ImageError as exc:
+        return str(exc)
+    except Image.DecompressionBombError as exc:
+        return str(too_large_error(path, f"over Pillow's decompression-bomb limit ({exc})"))
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
         return f"cannot be decoded ({type(exc).__name__}: {exc})"
     return None

@@ -3,6 +3,6 @@
 Numpy and Pillow only (the runtime rule: no TensorFlow on the device).
 """
 
-from edge_cnn.detect.sliding import Box, detect, nms, pyramid_scales, window_boxes
+from edge_cnn.detect.sliding import Box, detect, nms, pyramid_levels, pyramid_scales, window_boxes
 
-__all__ = ["Box", "detect", "nms", "pyramid_scales", "window_boxes"]
+__all__ = ["Box", "detect", "nms", "pyramid_levels", "pyramid_scales", "window_boxes"]

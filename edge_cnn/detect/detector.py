@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_cnn.detect.sliding import Box, detect
-from edge_cnn.errors import EdgeCNNError
+from edge_cnn.detect.sliding import Box, detect, pyramid_levels
+from edge_cnn.errors import EdgeCNNError, ImageError
 from edge_cnn.io import atomic_path, write_json
 from edge_cnn.preprocess import to_pil
 
@@ -20,7 +21,8 @@ class PedestrianDetector:
     The window defaults to the model's input size (HxW 128x64 for the pedestrian recipe, the
     training windows' own size), so crops reach the model as they are cut, with no resize; each
     window goes through the manifest's ``PreprocessSpec`` inside the predictor, which resizes a
-    window of another ``window`` size to the input size.
+    window of another ``window`` size to the input size. Beyond ``max_windows`` windows per image
+    the finest pyramid levels are skipped (see ``pyramid_levels``).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class PedestrianDetector:
         threshold: float = 0.5,
         iou_threshold: float = 0.3,
         batch_size: int = 128,
+        max_windows: int | None = None,
     ):
         labels = list(predictor.labels)
         if positive not in labels:
@@ -41,7 +44,8 @@ class PedestrianDetector:
         self.predictor = predictor
         self.positive_index = labels.index(positive)
         self.window = window or (spec.height, spec.width)
-        self.options = dict(stride=stride, scale_step=scale_step, threshold=threshold, iou_threshold=iou_threshold, batch_size=batch_size)
+        self.options = dict(stride=stride, scale_step=scale_step, threshold=threshold, iou_threshold=iou_threshold,
+                            batch_size=batch_size, max_windows=max_windows)
 
     def _score(self, crops: np.ndarray) -> np.ndarray:
         return self.predictor.probabilities(list(crops))[:, self.positive_index]
@@ -49,6 +53,21 @@ class PedestrianDetector:
     def detect(self, image: Any) -> list[Box]:
         pil = to_pil(image).convert("RGB" if self.predictor.spec.color == "rgb" else "L")
         return detect(pil, self._score, window=self.window, **self.options)
+
+    def cap_warning(self, image: Image.Image, name: str) -> str | None:
+        """What ``max_windows`` cost on this image (the levels skipped, the people then too small
+        to be found), or None when the whole pyramid was searched."""
+        options = self.options
+        kept, skipped = pyramid_levels((image.height, image.width), self.window, options["stride"], options["scale_step"],
+                                       options["max_windows"])
+        if not skipped:
+            return None
+        smallest = "x".join(str(round(side / kept[0])) for side in self.window)
+        return (
+            f"image {name} ({image.height}x{image.width}) has more than --max-windows {options['max_windows']} windows: "
+            f"skipped its {len(skipped)} finest pyramid level(s), so people under {smallest} pixels are not searched; "
+            "raise --max-windows (slower) to search them"
+        )
 
 
 def annotate(image: Any, boxes: list[Box]) -> Image.Image:
@@ -61,22 +80,48 @@ def annotate(image: Any, boxes: list[Box]) -> Image.Image:
     return canvas
 
 
-def detect_files(detector: PedestrianDetector, paths: list[Path], out: Path) -> tuple[list[dict], list[dict]]:
-    """Detect in each image, writing ``<stem>.json`` and ``<stem>.png`` into ``out``.
+def output_stems(paths: list[Path]) -> list[Path]:
+    """Where each image's results go under --out, without suffix: its path relative to the common
+    folder of all inputs (``a/scene.png``, ``b/scene.png`` -> ``a/scene``, ``b/scene``), with ``-2``,
+    ``-3``... appended when two inputs still meet (``scene.png`` and ``scene.jpg`` in one folder)."""
+    folders = [Path(os.path.abspath(path)).parent for path in paths]
+    common = Path(os.path.commonpath(folders)) if folders else Path()
+    stems, taken = [], set()
+    for path, folder in zip(paths, folders):
+        stem = candidate = folder.relative_to(common) / path.stem
+        number = 1
+        while str(candidate).lower() in taken:  # lower case: Scene.png and scene.png meet on macOS and Windows
+            number += 1
+            candidate = stem.with_name(f"{stem.name}-{number}")
+        taken.add(str(candidate).lower())
+        stems.append(candidate)
+    return stems
 
-    Returns (results, errors); an unreadable image is an error entry, not the end of the run.
+
+def detect_files(detector: PedestrianDetector, paths: list[Path], out: Path) -> tuple[list[dict], list[dict]]:
+    """Detect in each image, writing ``<stem>.json`` and ``<stem>.png`` under ``out`` (stems from
+    ``output_stems``, so no result overwrites another).
+
+    Returns (results, errors); an unreadable image, or one the pyramid cannot search, is an error
+    entry, not the end of the run. A result whose pyramid was capped carries a ``warning``.
     """
     results, errors = [], []
-    for path in paths:
+    for path, stem in zip(paths, output_stems(paths)):
         try:
             image = to_pil(path)
             boxes = detector.detect(image)
-        except EdgeCNNError as exc:
+        except ImageError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             continue
+        except EdgeCNNError as exc:
+            errors.append({"path": str(path), "error": f"image {path}: {exc}"})
+            continue
         record = {"path": str(path), "boxes": [b.to_dict() for b in boxes]}
-        write_json(out / f"{path.stem}.json", record)
-        with atomic_path(out / f"{path.stem}.png") as tmp:
+        warning = detector.cap_warning(image, str(path))
+        if warning:
+            record["warning"] = warning
+        write_json(out / f"{stem}.json", record)
+        with atomic_path(out / f"{stem}.png") as tmp:
             annotate(image, boxes).save(tmp, format="PNG")
         results.append(record)
     return results, errors

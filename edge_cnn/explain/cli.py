@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_cnn.cli import recipe_option
+from edge_cnn.options import finish_batch, recipe_option
 from edge_cnn.errors import EdgeCNNError, ImageError
+from edge_cnn.io import ensure_writable_dir, ensure_writable_file
 from edge_cnn.explain.methods import METHODS
 from edge_cnn.preprocess import find_images
 from edge_cnn.run_dir import RunDir
@@ -77,6 +78,10 @@ def explain(run, images, method, out, layer, class_name, save_raw, alpha, show_a
     explained = open_run(run)
     class_index = _class_index(class_name, explained.labels)
     out_dir = Path(out) if out else explained.path / "explain"
+    if out and Path(out).suffix.lower() == ".png":
+        ensure_writable_file(out, "--out")
+    else:
+        ensure_writable_dir(out_dir)
     if filters_layer:
         return _filters(explained, filters_layer, num_filters, steps, out, out_dir)
     items = _collect_images(images, data, _split_images(explained.path, split, class_index))
@@ -149,7 +154,6 @@ def _heatmaps(explained, items, method, layer, class_index, save_raw, alpha, out
             try:
                 pixels = spec.load_image(item)
             except ImageError as exc:
-                click.secho(f"skipped: {exc}", fg="yellow", err=True)
                 rows.append({"image": str(item), "error": str(exc)})
                 continue
             heat = explainer(spec.normalize(pixels[None]), class_index)
@@ -172,8 +176,8 @@ def _heatmaps(explained, items, method, layer, class_index, save_raw, alpha, out
             advance(done)
     print_table(rows, ["image", "predicted", "score", "explained", "layer", "png", "error"], title=f"{method} heatmaps")
     write_reports(rows, json_path=out_dir / f"explain_{method}.json", extra={"run": str(explained.path)})
-    if all("error" in row for row in rows):
-        raise EdgeCNNError(f"none of the {len(rows)} images could be read")
+    failures = [(row["image"], row["error"]) for row in rows if "error" in row]
+    finish_batch(failures, len(rows) - len(failures), f"were written to {out_dir}")
 
 
 def _figure_path(out: str | None, out_dir: Path, name: str) -> Path:
@@ -187,12 +191,18 @@ def _activations(explained, items, layers, channels, out, out_dir: Path) -> None
     if out and Path(out).suffix.lower() == ".png" and len(items) > 1:
         raise EdgeCNNError(f"--out {out} names one file but {len(items)} images were given: pass a folder")
     spec = explained.spec
+    failures = []
     for item, stem in zip(items, _unique_stems(items)):
-        pixels = spec.load_image(item)
+        try:
+            pixels = spec.load_image(item)
+        except ImageError as exc:
+            failures.append((str(item), str(exc)))
+            continue
         maps = activations(explained.model, spec.normalize(pixels), layers)
         path = _figure_path(out, out_dir, f"{stem}_activations")
         save_png(path, activation_grid(maps, channels, title=f"{item.name}: feature maps"))
         click.echo(f"{item}: {', '.join(maps)} -> {path}")
+    finish_batch(failures, len(items) - len(failures), f"were written to {out_dir}")
 
 
 def _filters(explained, layer, num_filters, steps, out, out_dir: Path) -> None:
@@ -219,8 +229,6 @@ def _summary(explained, items, method, layer, class_index, box, save_raw, out_di
     with _progress(f"{method} over {len(items)} images", len(items)) as advance:
         result = summary(explained.model, items, explained.spec, box, method=method, layer=layer,
                          class_index=class_index, on_batch=advance)
-    for path, reason in result.failed:
-        click.secho(f"skipped: {reason}", fg="yellow", err=True)
     data = {"run": str(explained.path), **result.to_dict()}
     if class_index is not None:
         data["class"] = explained.labels[class_index]
@@ -239,3 +247,4 @@ def _summary(explained, items, method, layer, class_index, box, save_raw, out_di
             "heat_share_ceiling"]
     print_table([{key: data.get(key) for key in keys} | {"failed": len(result.failed)}],
                 title=f"{title} -> {out_dir / f'summary_{method}.json'}")
+    finish_batch(list(result.failed), result.count, f"were summarised in {out_dir}")

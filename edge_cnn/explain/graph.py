@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError, ModelFileError
 from edge_cnn.keras import keras, tf
+from edge_cnn.keras_file import load_keras_model
 from edge_cnn.preprocess import PreprocessSpec
 from edge_cnn.run_dir import RunDir
 
@@ -50,10 +51,7 @@ def open_run(path: str | os.PathLike) -> ExplainRun:
 
 
 def load_model(path: Path) -> keras.Model:
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for truncated/corrupt files
-        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({exc}): re-run `edgecnn train`") from None
+    model = load_keras_model(path)
     check_classifier(model)
     return model
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from edge_cnn.cli import recipe_option
+from edge_cnn.options import recipe_option
 
 
 @click.command(context_settings={"max_content_width": 100})

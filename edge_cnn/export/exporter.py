@@ -20,8 +20,8 @@ from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export import parity
 from edge_cnn.export.onnx_quant import OnnxQuantOptions
 from edge_cnn.export.source import ExportSource, calibration_items, ends_in_softmax, load_source
-from edge_cnn.io import atomic_path, gzip_size, sha256_file
-from edge_cnn.manifest import FORMATS, Artifact, Manifest, Quantization, TensorSpec, load_manifest
+from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
+from edge_cnn.manifest import FORMATS, MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
 from edge_cnn.report import write_reports
 
 COLUMNS = [
@@ -123,6 +123,10 @@ def export(
     _check_data(src, int8, qat, optimizing)
     if embedding:
         _check_embedding(src)
+    ensure_writable_dir(src.out_dir)
+    # Readers trust a folder only through its manifest: the old one goes first and the new one is
+    # written last, so a re-export killed half-way leaves no manifest beside a mix of artifacts.
+    (src.out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     x_test, y_test, parity_data = _parity_images(src)
     model, stem, facts = src.model, "model", {}
@@ -213,6 +217,10 @@ def _check_options(formats, calib, opset, qat, prune, cluster, fp16, dynamic) ->
         raise EdgeCNNError("--qat, --prune and --cluster are exclusive: export one optimization per output folder")
     if qat and (fp16 or dynamic):
         raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic")
+    if prune is not None and not 0.0 < float(prune) < 1.0:
+        raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
+    if cluster is not None and int(cluster) < 2:
+        raise EdgeCNNError(f"--cluster {cluster} must be at least 2 clusters (e.g. 16)")
     if int(calib) < 1:
         raise EdgeCNNError(f"--calib {calib} must be at least 1 image")
     if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():

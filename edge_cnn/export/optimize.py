@@ -49,8 +49,6 @@ def quantization_aware(model, x: np.ndarray, y: np.ndarray, epochs: int, verbose
 def prune(model, x: np.ndarray, y: np.ndarray, target: float, epochs: int, verbose: int = 0):
     """Magnitude pruning to ``target`` sparsity, reached exactly at the last fine-tuning step, then stripped."""
     require_tf_keras(model)
-    if not 0.0 < target < 1.0:
-        raise EdgeCNNError(f"--prune {target} must be a sparsity between 0 and 1 (e.g. 0.5)")
     steps = epochs * math.ceil(len(x) / _batch_size(len(x)))
     frequency = max(1, (steps - 1) // 20)  # tfmot's default of 100 never prunes a short fine-tune
     end_step = max(1, frequency * ((steps - 1) // frequency))
@@ -75,8 +73,6 @@ def prune(model, x: np.ndarray, y: np.ndarray, target: float, epochs: int, verbo
 def cluster(model, x: np.ndarray, y: np.ndarray, clusters: int, epochs: int, verbose: int = 0):
     """Weight clustering (k-means++ centroids) of a clone, fine-tuned, then stripped."""
     require_tf_keras(model)
-    if clusters < 2:
-        raise EdgeCNNError(f"--cluster {clusters} must be at least 2 clusters (e.g. 16)")
     clustered = tfmot.clustering.keras.cluster_weights(
         _clone(model),
         number_of_clusters=int(clusters),

@@ -1,6 +1,6 @@
 """Load an artifact back with its own runtime and compare it with the Keras model on held-out images.
 
-ONNX and TFLite go through ``edge_cnn.runtime.backends.open_backend`` (onnxruntime, LiteRT),
+ONNX and TFLite go through ``edge_cnn.backends.open_backend`` (onnxruntime, LiteRT),
 SavedModel through TensorFlow. int8 inputs are quantized with the tensor's own
 scale/zero-point and int8 outputs dequantized, exactly as the embedded runtime does.
 """
@@ -14,13 +14,12 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from edge_cnn.bench.timing import time_calls
-from edge_cnn.runtime.backends import TensorInfo, open_backend
-from edge_cnn.runtime.postprocess import dequantize as runtime_dequantize
-from edge_cnn.runtime.postprocess import l2_normalize
-from edge_cnn.runtime.postprocess import quantize as runtime_quantize
-from edge_cnn.runtime.postprocess import softmax
-from edge_cnn.runtime.predictor import match_outputs
+from edge_cnn.backends import TensorInfo, match_outputs, open_backend
+from edge_cnn.numerics import dequantize as runtime_dequantize
+from edge_cnn.numerics import l2_normalize
+from edge_cnn.numerics import quantize as runtime_quantize
+from edge_cnn.numerics import softmax
+from edge_cnn.timing import time_calls
 
 FLOAT_TOLERANCE = 1e-4  # max abs difference of probabilities for fp32 artifacts
 MAX_DROP_PP = 1.0  # accuracy drop (percentage points) allowed for fp16 / dynamic / int8

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_cnn.errors import EdgeCNNError, ModelFileError
+from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import sha256_file
+from edge_cnn.keras_file import load_keras_model
 from edge_cnn.preprocess import PreprocessSpec, find_images
 from edge_cnn.run_dir import RunDir
 
@@ -61,7 +62,7 @@ def load_source(
     found = _from_run_dir(path, preprocess, labels) if path.is_dir() else _from_model_file(path, preprocess, labels)
     model_path, spec, label_names, train, test, trained_hint, default_out = found
     calibration = list_images(calib_data) if calib_data else train
-    model = load_keras_model(model_path)
+    model = load_keras_model(model_path, compile=True)  # compiled: its optimizer tells whether it was fitted
     _check_input(model, spec, model_path)
     classes = int(model.outputs[0].shape[-1])
     label_names = label_names or [f"class{i}" for i in range(classes)]
@@ -100,19 +101,6 @@ def _from_model_file(path: Path, preprocess, labels):
     spec = PreprocessSpec.load(preprocess)
     label_names = _read_labels(labels) if labels else None
     return path, spec, label_names, [], [], False, path.with_name(f"{path.stem}_export")
-
-
-def load_keras_model(path: Path):
-    from edge_cnn.keras import keras
-
-    try:
-        return keras.models.load_model(path)
-    except Exception as exc:  # zip/h5/deserialisation errors come in many types
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(
-            f"{path} cannot be loaded as a tf_keras model ({reason}): it is truncated, corrupt or not a Keras 2 "
-            "(tf_keras) .keras file; re-save it with `edgecnn train` or tf_keras"
-        ) from None
 
 
 def calibration_items(items: Items, count: int) -> Items:

@@ -1,4 +1,8 @@
-"""``edgecnn face enroll|identify``: add people to a gallery, then name faces by embedding."""
+"""``edgecnn face enroll|identify``: add people to a gallery, then name faces by embedding.
+
+Both verbs follow the project's rule for bad input: the output file is proved writable before any
+work, one bad image or person folder does not sink the others, and the end is one ``error:`` line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 
 import click
 
+from edge_cnn.options import collect_inputs, finish_batch
 from edge_cnn.face.gallery import DEFAULT_THRESHOLD
 
 
@@ -33,24 +38,30 @@ _precision = click.option("--precision", default=None, help="Artifact precision 
 @face.command()
 @click.argument("gallery_dir", type=click.Path())
 @click.option("--model", required=True, help="Export folder (or artifact) whose manifest has an embedding output.")
-@click.option("--out", type=click.Path(dir_okay=False), default="gallery.npz", show_default=True)
+@click.option("--out", type=click.Path(), default="gallery.npz", show_default=True,
+              help="Gallery file to write; it records the model file's absolute path and sha256.")
 @_backend
 @_precision
 def enroll(gallery_dir, model, out, backend, precision):
     """Enroll every person of GALLERY_DIR (one sub-folder of images per person) into --out.
+
+    An unreadable image or a person folder without images is reported, the others are enrolled
+    and written (exit code 2).
 
     \b
     Example:
       edgecnn face enroll new_staff/ --model runs/faces/export --out gallery.npz
     """
     from edge_cnn.face import enroll as enroll_people
+    from edge_cnn.io import ensure_writable_file
     from edge_cnn.report import print_table
 
-    gallery, skipped = enroll_people(_load_predictor(model, backend, precision), gallery_dir, model=model)
+    out = ensure_writable_file(out, "--out")
+    predictor = _load_predictor(model, backend, precision)
+    gallery, skipped = enroll_people(predictor, gallery_dir, model=predictor.model_path)
     gallery.save(out)
     print_table([{"person": n, "images": c} for n, c in zip(gallery.names, gallery.counts)], title=f"enrolled into {out}")
-    for item in skipped:
-        click.secho(f"skipped {item['path']}: {item['reason']}", fg="yellow", err=True)
+    finish_batch([(item["path"], item["reason"]) for item in skipped], sum(gallery.counts), f"were enrolled into {out}")
 
 
 @face.command()
@@ -70,23 +81,20 @@ def identify(images, gallery_path, model, threshold, as_json, backend, precision
     Example:
       edgecnn face identify --gallery gallery.npz door_cam/ --threshold 0.6 --json
     """
-    from edge_cnn.errors import EdgeCNNError, ImageError
+    from edge_cnn.errors import ImageError
     from edge_cnn.face import Gallery, identify as identify_people
-    from edge_cnn.runtime.cli import collect_images
 
     gallery = Gallery.load(gallery_path)
-    predictor = _load_predictor(model or gallery.model, backend, precision)
+    predictor = _load_predictor(model or gallery.enrolled_model(), backend, precision)
     gallery.check_model(predictor)
-    paths, problems = collect_images(images)
-    failed = list(problems)
+    paths, failures = collect_inputs(images)
+    identified = 0
     for path in paths:  # one image at a time: a corrupt file fails alone
         try:
             (result,) = identify_people(predictor, gallery, [path], threshold)
         except ImageError as exc:
-            failed.append(str(exc))
+            failures.append((str(path), str(exc)))
             continue
+        identified += 1
         click.echo(json.dumps(result.to_dict()) if as_json else f"{result.path}\t{result.identity}\t{result.score:.4f}")
-    for problem in failed:
-        click.secho(f"error: {problem}", fg="red", err=True)
-    if failed:
-        raise EdgeCNNError(f"{len(failed)} image(s) could not be identified; the others are printed above")
+    finish_batch(failures, identified, "were identified above")

@@ -3,6 +3,9 @@
 A gallery is tied to the embedding space it was enrolled in: the Keras model (the manifest's
 source sha256) and the centre export subtracted from its features (the artifact's
 ``optimization["embedding"]``). Embeddings of another space cannot be compared, so mixing is refused.
+It records the model file's absolute path and sha256, so ``identify`` finds it from any folder and
+refuses it once the file changed. A gallery file is checked whole on load (a truncated or edited
+file is one clear error, never a wrong answer).
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError, ImageError
-from edge_cnn.io import atomic_path
-from edge_cnn.preprocess import is_image_file
+from edge_cnn.io import atomic_path, sha256_file
+from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
 
 UNKNOWN = "unknown"
 # Cosine similarity below which the nearest enrolled person is rejected as "unknown", for embeddings
@@ -33,26 +37,32 @@ UNKNOWN = "unknown"
 DEFAULT_THRESHOLD = 0.75
 
 
+# What `np.savez` stored per field: the required ones, then the optional ones (galleries of older
+# versions lack them). Strings are 0-d unicode arrays.
+REQUIRED_KEYS = ("names", "centroids", "counts", "source_sha256")
+TEXT_KEYS = ("source_sha256", "model", "model_sha256", "centring")
+REENROLL = "re-run `edgecnn face enroll` to rebuild it"
+
+
 @dataclasses.dataclass
 class Gallery:
     names: list[str]
     centroids: np.ndarray  # (people, D), unit length
     counts: list[int]  # images enrolled per person
     source_sha256: str  # the Keras model the embeddings came from
-    model: str = ""  # the model path used at enrollment, the default for identify
+    model: str = ""  # the model file used at enrollment (absolute), the default for identify
     centring: str = ""  # the export's record of the centre subtracted from the features (JSON), "" for none
+    model_sha256: str = ""  # sha256 of that file at enrollment, "" in galleries of older versions
 
     def save(self, path: str | os.PathLike) -> Path:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:  # np.savez would append .npz to the temporary name
                 np.savez(
                     handle,
-                    names=np.array(self.names),
+                    names=np.array(self.names, dtype=str),
                     centroids=self.centroids.astype(np.float32),
-                    counts=np.array(self.counts),
-                    source_sha256=np.array(self.source_sha256),
-                    model=np.array(self.model),
-                    centring=np.array(self.centring),
+                    counts=np.array(self.counts, dtype=np.int64),
+                    **{key: np.array(getattr(self, key), dtype=str) for key in TEXT_KEYS},
                 )
         return Path(path)
 
@@ -62,20 +72,43 @@ class Gallery:
         if not path.is_file():
             raise EdgeCNNError(f"gallery {path} does not exist: create it with `edgecnn face enroll`")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                gallery = cls(
-                    names=[str(n) for n in data["names"]],
-                    centroids=data["centroids"],
-                    counts=[int(c) for c in data["counts"]],
-                    source_sha256=str(data["source_sha256"]),
-                    model=str(data["model"]),
-                    centring=str(data["centring"]) if "centring" in data else "",
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise EdgeCNNError(f"gallery {path} is not an edgecnn gallery ({exc}): enroll again") from None
-        if not gallery.names:
-            raise EdgeCNNError(f"gallery {path} is empty: enroll at least one person")
-        return gallery
+            loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):  # a .npy file: one array, none of the gallery's keys
+                arrays = {}
+            else:
+                with loaded:
+                    arrays = {key: loaded[key] for key in loaded.files}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise EdgeCNNError(f"gallery {path} is truncated, corrupt or not an edgecnn gallery ({exc}): {REENROLL}") from None
+        problem = _gallery_problem(arrays)
+        if problem:
+            raise EdgeCNNError(f"gallery {path} is not a valid edgecnn gallery ({problem}): {REENROLL}")
+        return cls(
+            names=[str(n) for n in arrays["names"]],
+            centroids=arrays["centroids"].astype(np.float32),
+            counts=[int(c) for c in arrays["counts"]],
+            **{key: str(arrays[key]) for key in TEXT_KEYS if key in arrays},
+        )
+
+    def enrolled_model(self) -> str:
+        """The model file the gallery was enrolled with (identify's default), refused when it is gone
+        or was replaced since: the embeddings of another model cannot be compared."""
+        if not self.model:
+            raise EdgeCNNError("the gallery records no model (it was enrolled from Python without one): pass --model")
+        if not self.model_sha256:  # an older gallery: its model path as it was given
+            return self.model
+        if not Path(self.model).is_file():
+            raise EdgeCNNError(
+                f"the gallery's model {self.model} no longer exists: pass --model with the export it was enrolled "
+                f"with, or re-enroll with `edgecnn face enroll`"
+            )
+        current = sha256_file(self.model)
+        if current != self.model_sha256:
+            raise EdgeCNNError(
+                f"the gallery's model {self.model} changed since enrollment (sha256 {self.model_sha256[:12]} then, "
+                f"{current[:12]} now): the gallery was enrolled with another model; re-enroll with `edgecnn face enroll`"
+            )
+        return self.model
 
     def check_model(self, predictor: Any) -> None:
         source = predictor.manifest.source_sha256
@@ -90,6 +123,34 @@ class Gallery:
                 f"this artifact {embedding_centring(predictor) or 'none'}): its embeddings are centred differently; "
                 "enroll again with this export"
             )
+
+
+def _gallery_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What makes loaded arrays no gallery (missing keys, wrong types, counts that disagree, NaN), or None."""
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    names, centroids, counts = arrays["names"], arrays["centroids"], arrays["counts"]
+    wrong_text = [key for key in TEXT_KEYS if key in arrays and (arrays[key].ndim != 0 or arrays[key].dtype.kind != "U")]
+    if wrong_text:
+        return f"{', '.join(wrong_text)} not text"
+    if names.ndim != 1 or names.dtype.kind != "U":
+        return f"names are {names.dtype} of shape {names.shape}, not a list of text"
+    if centroids.ndim != 2 or centroids.dtype.kind != "f" or centroids.shape[1] == 0:
+        return f"centroids are {centroids.dtype} of shape {centroids.shape}, not (people, embedding size) floats"
+    if counts.ndim != 1 or counts.dtype.kind not in "iu":
+        return f"counts are {counts.dtype} of shape {counts.shape}, not integers"
+    if not len(names) == len(centroids) == len(counts):
+        return f"{len(names)} names, {len(centroids)} centroids and {len(counts)} counts"
+    if len(names) == 0:
+        return "no person enrolled"
+    if len(set(names.tolist())) != len(names):
+        return "a name is enrolled twice"
+    if not np.all(np.isfinite(centroids)):
+        return "centroids hold NaN or infinity"
+    if not np.allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-3) or np.any(counts < 1):
+        return "centroids not of unit length or counts below 1"
+    return None
 
 
 def embedding_centring(predictor: Any) -> str:
@@ -121,27 +182,36 @@ class Identity:
         return dataclasses.asdict(self)
 
 
-def person_folders(folder: Path) -> dict[str, list[Path]]:
-    """{person: sorted image files} for every visible sub-folder of ``folder`` that holds images."""
-    people = {
+def _person_images(folder: Path) -> dict[str, list[Path]]:
+    """{person: sorted image files} for every visible sub-folder of ``folder``, empty ones included."""
+    return {
         d.name: sorted(p for p in d.iterdir() if p.is_file() and is_image_file(p))
         for d in sorted(folder.iterdir())
         if d.is_dir() and not d.name.startswith(".")
     }
-    return {name: files for name, files in people.items() if files}
+
+
+def person_folders(folder: Path) -> dict[str, list[Path]]:
+    """{person: sorted image files} for every visible sub-folder of ``folder`` that holds images."""
+    return {name: files for name, files in _person_images(folder).items() if files}
 
 
 def _people(gallery_dir: Path) -> dict[str, list[Path]]:
     if not gallery_dir.is_dir():
         raise EdgeCNNError(f"gallery folder {gallery_dir} does not exist: one sub-folder of images per person")
-    people = person_folders(gallery_dir)
-    if not people:
+    people = _person_images(gallery_dir)
+    if not any(people.values()):
         raise EdgeCNNError(f"gallery folder {gallery_dir} has no person folders with images: use GALLERY/<name>/*.png")
     return people
 
 
-def enroll(predictor: Any, gallery_dir: str | os.PathLike, model: str = "") -> tuple[Gallery, list[dict]]:
-    """Embed every person's images (``gallery_dir/<name>/*``); returns the gallery and skipped files."""
+def enroll(predictor: Any, gallery_dir: str | os.PathLike, model: str | os.PathLike = "") -> tuple[Gallery, list[dict]]:
+    """Embed every person's images (``gallery_dir/<name>/*``); returns the gallery and the skipped
+    inputs (unreadable images, person folders without a readable image), each with the reason.
+
+    ``model`` is the model file the embeddings come from: the gallery records its absolute path and
+    sha256, identify's default model.
+    """
     names, centroids, counts, skipped = [], [], [], []
     for name, files in _people(Path(gallery_dir)).items():
         vectors = []
@@ -151,16 +221,19 @@ def enroll(predictor: Any, gallery_dir: str | os.PathLike, model: str = "") -> t
             except ImageError as exc:
                 skipped.append({"path": str(file), "reason": str(exc)})
         if not vectors:
-            skipped.append({"path": str(Path(gallery_dir) / name), "reason": "no readable image: person not enrolled"})
+            folder = Path(gallery_dir) / name
+            skipped.append({"path": str(folder), "reason": f"person folder {folder} has no readable image "
+                            f"({', '.join(IMAGE_SUFFIXES)}): add images of {name} or remove the folder; not enrolled"})
             continue
         centroid = np.mean(vectors, axis=0)
         names.append(name)
         centroids.append(centroid / max(np.linalg.norm(centroid), 1e-12))
         counts.append(len(vectors))
     if not names:
-        raise EdgeCNNError(f"nobody could be enrolled from {gallery_dir}: every image failed to read")
-    gallery = Gallery(names, np.stack(centroids).astype(np.float32), counts, predictor.manifest.source_sha256, model,
-                      embedding_centring(predictor))
+        raise EdgeCNNError(f"nobody could be enrolled from {gallery_dir}: no image could be read, e.g. {skipped[0]['reason']}")
+    gallery = Gallery(names, np.stack(centroids).astype(np.float32), counts, predictor.manifest.source_sha256,
+                      str(Path(model).resolve()) if model else "", embedding_centring(predictor),
+                      sha256_file(model) if model else "")
     return gallery, skipped
 
 

@@ -10,7 +10,7 @@ Depends on numpy, Pillow, onnxruntime and ai-edge-litert only (plus edgecnn's pu
     print(predictor.predict("img.png").to_dict())
 """
 
-from edge_cnn.runtime.backends import PROVIDERS, OnnxBackend, TensorInfo, TFLiteBackend, open_backend
+from edge_cnn.backends import PROVIDERS, OnnxBackend, TensorInfo, TFLiteBackend, open_backend
 from edge_cnn.runtime.postprocess import Prediction
 from edge_cnn.runtime.predictor import Predictor
 

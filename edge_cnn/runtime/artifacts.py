@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError
-from edge_cnn.io import sha256_file
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 
 RUNNABLE_FORMATS = ("onnx", "tflite")
@@ -97,23 +96,3 @@ def select(manifest: Manifest, backend: str = "auto", precision: str | None = No
 def _fastest(artifacts: list[Artifact]) -> Artifact:
     """Lowest measured latency; unmeasured ones keep the manifest's order after the measured."""
     return min(enumerate(artifacts), key=lambda pair: (latency_ms(pair[1]), pair[0]))[1]
-
-
-def verify_file(manifest: Manifest, artifact: Artifact) -> Path:
-    """The artifact's file exists and has the manifest's size and sha256."""
-    path = manifest.artifact_path(artifact)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} listed in the manifest does not exist: re-export, or copy the whole export folder")
-    size = path.stat().st_size
-    if size != artifact.bytes:
-        raise ManifestError(
-            f"model file {path} has {size} bytes but its manifest says {artifact.bytes}: the file is truncated "
-            "or was replaced after export; re-export the model"
-        )
-    digest = sha256_file(path)
-    if digest != artifact.sha256:
-        raise ManifestError(
-            f"model file {path} does not match its manifest (sha256 {digest[:12]}... != {artifact.sha256[:12]}...): "
-            "it was changed after export; re-export the model"
-        )
-    return path

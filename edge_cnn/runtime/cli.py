@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from edge_cnn.cli import recipe_option
+from edge_cnn.backends import PROVIDERS
 from edge_cnn.manifest import PRECISIONS
-from edge_cnn.errors import EdgeCNNError
-from edge_cnn.preprocess import find_images
-from edge_cnn.runtime.backends import PROVIDERS
+from edge_cnn.options import collect_inputs, finish_batch, recipe_option
 from edge_cnn.runtime.predictor import DEFAULT_BATCH, Predictor
-
-
-def collect_images(sources: tuple[str, ...]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders expanded to their image files (recursively, sorted) -> (files, problems)."""
-    files, problems = [], []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            try:
-                files.extend(find_images(path, "folder"))
-            except EdgeCNNError as exc:
-                problems.append(str(exc))
-        elif path.exists():
-            files.append(path)
-        else:
-            problems.append(f"image {path} does not exist")
-    return files, problems
 
 
 def format_line(prediction) -> str:
@@ -67,17 +47,13 @@ def predict(model, images, topk, as_json, backend, provider, threads, precision,
     """
     predictor = Predictor.load(model, backend=backend, provider=provider, threads=threads, precision=precision)
     click.echo(f"model: {predictor.describe()}", err=True)
-    files, problems = collect_images(images)
-    for problem in problems:
-        click.secho(f"error: {problem}", fg="red", err=True)
-    bad = len(problems)
+    files, failures = collect_inputs(images)
+    predicted = 0
     for path, prediction, error in predictor.predict_files(files, topk=topk, batch_size=batch_size):
         if error is not None:
-            bad += 1
-            click.secho(f"error: {error}", fg="red", err=True)
+            failures.append((path, str(error)))
             continue
+        predicted += 1
         click.echo(json.dumps(prediction.to_dict()) if as_json else format_line(prediction))
-    if bad:
-        click.secho(f"error: {bad} input(s) could not be predicted (see above); the others were", fg="red", err=True)
-        click.get_current_context().exit(2)
+    finish_batch(failures, predicted, "were predicted")
 

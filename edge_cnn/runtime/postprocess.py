@@ -1,9 +1,4 @@
-"""Numbers in and out of a model: int8 input quantization, output dequantization, softmax, top-k.
-
-Numpy only. Quantization follows TFLite's affine scheme ``real = scale * (q - zero_point)``
-and its rounding (half away from zero), so the runtime feeds an int8 model exactly what
-the converter's own quantize op would have computed.
-"""
+"""A classifier's answer: class probabilities -> ``Prediction`` (label, score, top-k). Numpy only."""
 
 from __future__ import annotations
 
@@ -32,31 +27,6 @@ class Prediction:
             "score": self.score,
             "topk": [{"label": label, "score": score} for label, score in self.topk],
         }
-
-
-def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
-    """Float model values -> int8/uint8: ``clip(round(x / scale) + zero_point)``."""
-    limits = np.iinfo(np.dtype(dtype))
-    scaled = np.asarray(values, dtype=np.float32) / np.float32(scale)
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
-    return np.clip(rounded + zero_point, limits.min, limits.max).astype(dtype)
-
-
-def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return (np.asarray(values, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, dtype=np.float32) - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / np.sum(exp, axis=-1, keepdims=True)
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero): cosine similarity becomes a dot product."""
-    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, np.float32(1e-12))
 
 
 def to_predictions(probabilities: np.ndarray, labels: list[str], topk: int, paths: list[str | None]) -> list[Prediction]:

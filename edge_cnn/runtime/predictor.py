@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from edge_cnn.backends import TensorInfo, match_outputs, open_backend, shapes_fit
 from edge_cnn.errors import EdgeCNNError, ImageError, ManifestError
 from edge_cnn.manifest import Artifact, Manifest, TensorSpec
+from edge_cnn.numerics import dequantize, l2_normalize, quantize, softmax
 from edge_cnn.runtime import artifacts as artifact_files
-from edge_cnn.runtime.backends import TensorInfo, open_backend
-from edge_cnn.runtime.postprocess import Prediction, dequantize, l2_normalize, quantize, softmax, to_predictions
+from edge_cnn.runtime.postprocess import Prediction, to_predictions
 
 CLASS_MEANINGS = ("probabilities", "logits", None)  # an output without a meaning is taken as probabilities
 DEFAULT_BATCH = 32
@@ -64,7 +65,7 @@ class Predictor:
         ``.onnx``/``.tflite`` file of it. From a folder the default pick is the fastest int8 artifact
         that passed parity, else fp32; ``precision`` and ``backend`` narrow the choice."""
         manifest, artifact = artifact_files.resolve(path, backend, precision, provider)
-        model_path = artifact_files.verify_file(manifest, artifact)
+        model_path = manifest.verified_path(artifact)
         engine = open_backend(model_path, backend=artifact.format, providers=(provider,), threads=threads)
         return cls(manifest, artifact, engine)
 
@@ -231,12 +232,12 @@ class Predictor:
     def _check_input_shape(self, actual: TensorInfo) -> None:
         declared = list(self._input.shape)
         from_spec = [-1, *self.spec.input_shape]
-        if not _shapes_fit(declared, from_spec):
+        if not shapes_fit(declared, from_spec):
             raise ManifestError(
                 f"manifest input shape {declared} of {self.model_path.name} disagrees with its preprocessing "
                 f"{from_spec}: re-export the model"
             )
-        if not _shapes_fit(declared, list(actual.shape)) or np.dtype(actual.dtype) != np.dtype(self._input.dtype):
+        if not shapes_fit(declared, list(actual.shape)) or np.dtype(actual.dtype) != np.dtype(self._input.dtype):
             raise ManifestError(
                 f"{self.model_path} takes {list(actual.shape)} {actual.dtype} but its manifest says {declared} "
                 f"{self._input.dtype}: the file does not match the manifest; re-export the model"
@@ -275,9 +276,6 @@ def _describe(item: Any) -> str:
     return type(item).__name__
 
 
-def _shapes_fit(a: Sequence[int], b: Sequence[int]) -> bool:
-    return len(a) == len(b) and all(x == y or x in (-1, None) or y in (-1, None) for x, y in zip(a, b))
-
 
 def _input_quantization(spec: TensorSpec, actual: TensorInfo, path: Path) -> tuple[float, int] | None:
     """(scale, zero_point) for an int8/uint8 input; the manifest's and the file's must agree."""
@@ -305,28 +303,3 @@ def _output_quantization(spec: TensorSpec, actual: TensorInfo, path: Path) -> tu
 
 def _same_quant(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return int(a[1]) == int(b[1]) and abs(float(a[0]) - float(b[0])) <= 1e-6 * max(abs(float(a[0])), 1e-30)
-
-
-def match_outputs(declared: Sequence[Any], actual: list[TensorInfo], path: Path) -> list[int]:
-    """Position in the file's outputs of each declared output (anything with ``name`` and ``shape``):
-    by name, else by shape where every shape fits exactly one output, else by position.
-
-    TFLite names its outputs ``StatefulPartitionedCall:N`` in its own order, so export (matching the
-    Keras outputs) and the runtime (matching the manifest) both need the shape step."""
-    names = [info.name for info in actual]
-    by_shape = [[i for i, info in enumerate(actual) if _shapes_fit(spec.shape, info.shape)] for spec in declared]
-    if all(spec.name in names for spec in declared):
-        order = [names.index(spec.name) for spec in declared]
-    elif all(len(fits) == 1 for fits in by_shape) and len({fits[0] for fits in by_shape}) == len(declared):
-        order = [fits[0] for fits in by_shape]
-    elif len(declared) == len(actual):
-        order = list(range(len(declared)))
-    else:
-        raise ManifestError(f"{path} has outputs {names} but its manifest lists {[s.name for s in declared]}: re-export")
-    for spec, position in zip(declared, order):
-        if not _shapes_fit(spec.shape, actual[position].shape):
-            raise ManifestError(
-                f"{path} output {names[position]!r} has shape {list(actual[position].shape)} but its manifest says "
-                f"{spec.shape}: re-export the model"
-            )
-    return order

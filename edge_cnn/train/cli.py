@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edge_cnn.cli import parse_size, recipe_option
+from edge_cnn.options import recipe_option
+from edge_cnn.preprocess import parse_size
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.train.config import OPTIMIZERS, POOLINGS, SCHEDULES, STRATEGIES, TrainConfig
 

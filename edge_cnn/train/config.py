@@ -94,7 +94,7 @@ class TrainConfig:
         _choice("color", self.color, COLORS)
         _choice("pooling", self.pooling, POOLINGS)
         if self.img_size is not None:
-            from edge_cnn.cli import parse_size
+            from edge_cnn.preprocess import parse_size
 
             parse_size(self.img_size)
         for name in ("epochs", "fine_tune_epochs", "early_stopping", "warmup_epochs"):
@@ -134,7 +134,7 @@ class TrainConfig:
 
     # --- derived settings -------------------------------------------------
     def size(self) -> tuple[int, int]:
-        from edge_cnn.cli import parse_size
+        from edge_cnn.preprocess import parse_size
 
         if self.img_size is None:
             raise EdgeCNNError("img_size is not resolved yet")
@@ -189,7 +189,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":
-        from edge_cnn.cli import load_recipe
+        from edge_cnn.recipes import load_recipe
 
         return cls.from_dict(load_recipe(path))
 

@@ -16,7 +16,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size
     images are mapped by class name, never by position.
     """
     from edge_cnn.data import resolve_data, scan_folder
-    from edge_cnn.keras import keras
+    from edge_cnn.keras_file import load_keras_model
     from edge_cnn.train.trainer import evaluate_items
 
     run = RunDir(run_dir).require("model", "labels", "preprocess")
@@ -30,9 +30,6 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size
         )
     items = scan.items if scan.presplit is None else [item for part in scan.presplit.values() for item in part]
     mapped = [(path, labels.index(scan.classes[index])) for path, index in items]
-    try:
-        model = keras.models.load_model(run.model_path, compile=False)
-    except Exception as exc:  # noqa: BLE001  a truncated or foreign file
-        raise EdgeCNNError(f"{run.model_path} cannot be loaded ({exc}): re-run `edgecnn train`") from None
+    model = load_keras_model(run.model_path)
     metrics = evaluate_items(model, {"data": mapped}, run.preprocess(), labels, batch_size)["data"]
     return {"run": str(run.path), "data": str(scan.root), "labels": labels, **metrics, "skipped": scan.skipped}

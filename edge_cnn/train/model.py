@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.keras import keras, layers, tf
+from edge_cnn.keras_file import load_keras_model
 from edge_cnn.train.config import POOLINGS
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "predictions")
@@ -157,10 +158,7 @@ def load_initial_weights(model, weights: str, *, model_name: str, width=None) ->
         copied = copy_weights(source, model, layer_names=names) or _copy_in_order(source, backbone_layers(model))
     else:
         origin = str(_weights_file(weights))
-        try:
-            source = keras.models.load_model(origin, compile=False)
-        except Exception as exc:  # noqa: BLE001  any load failure is the file's fault
-            raise EdgeCNNError(f"--weights {origin} cannot be loaded as a Keras model ({exc})") from None
+        source = load_keras_model(origin)
         copied = copy_weights(source, model, layer_names=names)
     if copied == 0:
         raise EdgeCNNError(

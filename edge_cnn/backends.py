@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_cnn.errors import EdgeCNNError, ModelFileError, ProviderError
+from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError, ProviderError
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -215,3 +215,33 @@ def _tflite_info(detail: dict[str, Any]) -> TensorInfo:
     dtype = np.dtype(detail["dtype"]).name
     quant = (float(scale), int(zero_point)) if dtype in ("int8", "uint8") and scale else None
     return TensorInfo(detail["name"], shape, dtype, quant)
+
+
+def shapes_fit(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Equal shapes, where -1 or None (a dynamic dimension) fits anything."""
+    return len(a) == len(b) and all(x == y or x in (-1, None) or y in (-1, None) for x, y in zip(a, b))
+
+
+def match_outputs(declared: Sequence[Any], actual: list[TensorInfo], path: Path) -> list[int]:
+    """Position in the file's outputs of each declared output (anything with ``name`` and ``shape``):
+    by name, else by shape where every shape fits exactly one output, else by position.
+
+    TFLite names its outputs ``StatefulPartitionedCall:N`` in its own order, so export (matching the
+    Keras outputs) and the runtime (matching the manifest) both need the shape step."""
+    names = [info.name for info in actual]
+    by_shape = [[i for i, info in enumerate(actual) if shapes_fit(spec.shape, info.shape)] for spec in declared]
+    if all(spec.name in names for spec in declared):
+        order = [names.index(spec.name) for spec in declared]
+    elif all(len(fits) == 1 for fits in by_shape) and len({fits[0] for fits in by_shape}) == len(declared):
+        order = [fits[0] for fits in by_shape]
+    elif len(declared) == len(actual):
+        order = list(range(len(declared)))
+    else:
+        raise ManifestError(f"{path} has outputs {names} but its manifest lists {[s.name for s in declared]}: re-export")
+    for spec, position in zip(declared, order):
+        if not shapes_fit(spec.shape, actual[position].shape):
+            raise ManifestError(
+                f"{path} output {names[position]!r} has shape {list(actual[position].shape)} but its manifest says "
+                f"{spec.shape}: re-export the model"
+            )
+    return order
