@@ -1,6 +1,7 @@
-"""Run an ``.onnx`` or ``.tflite`` file: the one wrapper used by the runtime, bench and export parity.
+"""Run an exported file with its embedded runtime: the one wrapper used by the runtime, bench and parity.
 
-No TensorFlow: onnxruntime and ai-edge-litert only. A requested ONNX Runtime execution
+The format table (``edge_cnn.formats``) says which runtime runs a format; ``RUNTIMES`` maps
+each embedded runtime to its wrapper here. No TensorFlow: onnxruntime and ai-edge-litert only. A requested ONNX Runtime execution
 provider that is not active after session creation (``session.get_providers()``) is a
 ``ProviderError``, never a silent CPU fallback.
 """
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError, ProviderError
+from edge_cnn.formats import Format, embedded_formats, format_of_file, get_format
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -27,7 +29,6 @@ PROVIDER_NEEDS = {
     "tensorrt": "an NVIDIA GPU with TensorRT 10 libraries (pip: tensorrt) on LD_LIBRARY_PATH besides the CUDA "
     "provider's libraries, with onnxruntime-gpu installed",
 }
-BACKENDS = ("onnx", "tflite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,26 +39,25 @@ class TensorInfo:
     quantization: tuple[float, int] | None = None  # (scale, zero_point) of int8/uint8 tensors
 
 
-def backend_for(path: str | Path, backend: str = "auto") -> str:
-    """'onnx' or 'tflite' from the file suffix (or the explicit choice)."""
+def format_for(path: str | Path, backend: str = "auto") -> Format:
+    """The embedded format of ``path``: from its suffix, or the explicit ``backend`` (a format name)."""
+    choices = ", ".join(embedded_formats())
     if backend != "auto":
-        if backend not in BACKENDS:
-            raise EdgeCNNError(f"backend {backend!r} is unknown: use auto, onnx or tflite")
-        return backend
-    suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix == ".tflite":
-        return "tflite"
-    raise ModelFileError(f"{path} is neither .onnx nor .tflite: pass a model file or its export folder")
+        if backend not in embedded_formats():
+            raise EdgeCNNError(f"backend {backend!r} is unknown: use auto, {choices}")
+        return get_format(backend)
+    fmt = format_of_file(path)
+    if fmt is None or not fmt.embedded:
+        suffixes = ", ".join(get_format(name).suffix for name in embedded_formats())
+        raise ModelFileError(f"{path} is none of {suffixes}: pass a model file or its export folder")
+    return fmt
 
 
 def open_backend(path: str | Path, backend: str = "auto", **options: Any) -> "OnnxBackend | TFLiteBackend":
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
-    kind = backend_for(path, backend)
-    return OnnxBackend(path, **options) if kind == "onnx" else TFLiteBackend(path, **options)
+    return RUNTIMES[format_for(path, backend).runtime](path, **options)
 
 
 def _check_batch(batch: np.ndarray, info: TensorInfo, path: Path) -> np.ndarray:
@@ -74,8 +74,6 @@ def _check_batch(batch: np.ndarray, info: TensorInfo, path: Path) -> np.ndarray:
 
 class OnnxBackend:
     """An onnxruntime InferenceSession with checked providers."""
-
-    kind = "onnx"
 
     def __init__(
         self,
@@ -145,7 +143,6 @@ class OnnxBackend:
 class TFLiteBackend:
     """A LiteRT interpreter; the batch dimension is resized on demand. Calls are serialised by a lock."""
 
-    kind = "tflite"
     providers = ["LiteRT CPU"]
 
     def __init__(self, path: str | Path, threads: int | None = None, **_ignored: Any):
@@ -206,6 +203,10 @@ _ORT_TYPES = {
 def _ort_info(node) -> TensorInfo:
     shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
     return TensorInfo(node.name, shape, _ORT_TYPES.get(node.type, node.type))
+
+
+# The wrapper of each embedded runtime of the format table.
+RUNTIMES = {"onnxruntime": OnnxBackend, "litert": TFLiteBackend}
 
 
 def _tflite_info(detail: dict[str, Any]) -> TensorInfo:

@@ -31,6 +31,7 @@ VERBS = {
     "detect": ("edge_cnn.detect.cli:detect", "Find pedestrians in full images: window pyramid, batching, NMS."),
     "face": ("edge_cnn.face.cli:face", "Enroll people into a gallery and identify faces by embedding."),
     "explain": ("edge_cnn.explain.cli:explain", "CAM / Grad-CAM heatmaps, activations and filter patterns."),
+    "study": ("edge_cnn.studies.cli:study", "Run a measurement study (pedestrian, faces, cv, enrollment, accuracy, export, ...)."),
 }
 
 

@@ -18,13 +18,12 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from edge_cnn.errors import ManifestError, ModelFileError
+from edge_cnn.formats import all_precisions, format_names
 from edge_cnn.io import sha256_file
 from edge_cnn.preprocess import PreprocessSpec
 
 SCHEMA = 1
 MANIFEST_NAME = "manifest.json"
-FORMATS = ("tflite", "onnx", "saved_model")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 MEANINGS = ("probabilities", "logits", "embedding")
 STATUSES = ("OK", "WARN", "FAILED")
@@ -233,8 +232,8 @@ def _artifact(data: dict[str, Any]) -> Artifact:
         raise ValueError(f"sha256 {sha256[:80]!r} is not 64 hexadecimal digits")
     return Artifact(
         path=_relative_path(data["path"]),
-        format=_choice(data["format"], FORMATS, "format"),
-        precision=_choice(data["precision"], PRECISIONS, "precision"),
+        format=_choice(data["format"], format_names(), "format"),
+        precision=_choice(data["precision"], all_precisions(), "precision"),
         sha256=sha256,
         bytes=_integer(data["bytes"], "bytes", 0),
         gzip_bytes=_integer(data["gzip_bytes"], "gzip_bytes", 0),

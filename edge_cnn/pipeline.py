@@ -92,7 +92,7 @@ def run_pipeline(
     exported = export(trained.run_dir, int8=int8, log=log)  # into the run, where bench finds model.keras
     providers = ["cpu", *gpu_providers()]
     log(f"[3/3] bench on {', '.join(providers)}: every artifact and the Keras baseline, batch 1")
-    report = bench.run([exported.manifest_path.parent], providers=providers, runs=runs, warmup=5, progress=False)
+    report = bench.run([exported.manifest_path.parent], provider=providers, runs=runs, warmup=5, progress=False)
     files = {
         "run directory": trained.run_dir,
         "manifest": exported.manifest_path,

@@ -299,22 +299,22 @@ def test_io_binding_path_matches_plain_session_run(models):
 
 def test_provider_selection_and_tensorrt_options(models, tmp_path):
     with pytest.raises(EdgeCNNError, match="unknown"):
-        run(models / "fp32.onnx", providers=("npu",))
-    result = run(models / "fp32.onnx", providers=("cuda",), **FAST).results[0]
+        run(models / "fp32.onnx", provider=("npu",))
+    result = run(models / "fp32.onnx", provider=("cuda",), **FAST).results[0]
     assert result.status == "ERROR" and "'cuda' was requested but is not active" in result.error
     assert "CUDA" in result.error  # names the missing libraries
     options = tensorrt_options(fp16=True, int8=True, cache=tmp_path / "trt")
     assert options == {"trt_fp16_enable": True, "trt_int8_enable": True, "trt_engine_cache_enable": True,
                        "trt_engine_cache_path": str(tmp_path / "trt")}
     assert (tmp_path / "trt").is_dir() and tensorrt_options() == {}
-    trt = run(models / "fp32.onnx", providers=("tensorrt",), trt_fp16=True, **FAST).results[0]
+    trt = run(models / "fp32.onnx", provider=("tensorrt",), trt_fp16=True, **FAST).results[0]
     assert trt.status == "ERROR" and "'tensorrt' was requested but is not active" in trt.error
     # LiteRT is CPU only: a GPU provider list still benchmarks a .tflite once, on the CPU
-    assert [r.provider for r in run(models / "fp32.tflite", providers=("cuda",), **FAST).results] == ["cpu"]
+    assert [r.provider for r in run(models / "fp32.tflite", provider=("cuda",), **FAST).results] == ["cpu"]
 
 
 def test_profile_lists_top_operators(models, tmp_path):
-    result = run(models / "fp32.onnx", profile=tmp_path / "prof", **FAST).results[0]
+    result = run(models / "fp32.onnx", profile=True, profile_dir=tmp_path / "prof", **FAST).results[0]
     assert Path(result.profile_file).is_file() and Path(result.profile_file).parent == tmp_path / "prof"
     ops = [o["op"] for o in result.top_ops]
     assert "Conv" in ops
@@ -365,7 +365,7 @@ def test_cli_bad_inputs_exit_2_without_traceback(models, tmp_path, case):
         "text": ([tmp_path / "text.onnx"], "cannot be loaded by onnxruntime"),
         "truncated": ([tmp_path / "cut.tflite"], "cannot be loaded by LiteRT"),
         "shape": ([models / "fp32.onnx", "--input-shape", "3x16x16"], "--input-shape 3x16x16 does not fit"),
-        "not_a_model": ([tmp_path / "notes.txt"], "neither .onnx, .tflite nor .keras"),
+        "not_a_model": ([tmp_path / "notes.txt"], "neither .tflite, .onnx nor .keras"),
     }
     (tmp_path / "text.onnx").write_text("this is not a model\n")
     (tmp_path / "notes.txt").write_text("hello\n")

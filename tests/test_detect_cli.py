@@ -17,7 +17,7 @@ def square_export(tiny_run_dir, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("detect") / "run"
     shutil.copytree(tiny_run_dir, run)
-    export(run, formats=("tflite",))
+    export(run, format=("tflite",))
     return run / "export"
 
 

@@ -247,6 +247,17 @@ def test_cli_writes_overlays_and_raw_maps(trained, tmp_path):
     assert json.loads((tmp_path / "explain_cam.json").read_text())["rows"][0]["explained"] == "plain"
 
 
+def test_python_api_explain_returns_rows_and_files_like_the_cli(trained, tmp_path):
+    from edge_cnn import explain
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = explain.explain(trained.run, [trained.tests[0].path, broken], "gradcam", out=tmp_path / "api")
+    assert [row.get("predicted") for row in result.rows] == ["square", None]
+    assert result.failures == [(str(broken), result.rows[1]["error"])]
+    assert (tmp_path / "api" / f"{trained.tests[0].path.stem}_gradcam.png").is_file() and result.report.is_file()
+
+
 def test_cli_activations_filters_and_summary(trained, tmp_path):
     image = trained.tests[0].path
     result = run_cli(trained.run, image, "--activations", "--layers", "2", "--out", tmp_path / "acts.png")

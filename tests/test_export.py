@@ -38,7 +38,7 @@ def keras_probabilities(run: Path, split: str = "test") -> tuple[np.ndarray, np.
 @pytest.fixture(scope="module")
 def full_export(tiny_run_dir, tmp_path_factory):
     run = copy_run(tiny_run_dir, tmp_path_factory.mktemp("full"))
-    result = export(run, formats="tflite,onnx,saved_model", int8=True, fp16=True, dynamic=True)
+    result = export(run, format="tflite,onnx,saved_model", int8=True, fp16=True, dynamic=True)
     return run, result
 
 
@@ -177,7 +177,7 @@ def test_pruning_reaches_the_measured_target_sparsity(tiny_run_dir, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     run = copy_run(tiny_run_dir, tmp_path)
-    result = export(run, formats=["tflite"], prune=0.5, prune_epochs=2)
+    result = export(run, format=["tflite"], prune=0.5, prune_epochs=2)
     artifact, path = by_kind(result, "tflite", "fp32")
     facts = artifact.optimization
     assert facts["method"] == "prune" and facts["target_sparsity"] == 0.5
@@ -294,7 +294,7 @@ def test_bare_keras_file_calibrates_on_an_image_folder_with_float_io(tiny_run_di
     result = export(
         tiny_run_dir / "model.keras",
         out=tmp_path / "bare",
-        formats=["tflite"],
+        format=["tflite"],
         int8=True,
         preprocess=tiny_run_dir / "preprocess.json",
         calib_data=square_images,
@@ -318,7 +318,7 @@ def test_bare_keras_file_calibrates_on_an_image_folder_with_float_io(tiny_run_di
         ("truncated_keras", "cannot be loaded"),
         ("bare_without_preprocess", "needs --preprocess"),
         ("bare_int8_without_calibration", "--calib-data"),
-        ("fp16_without_tflite", "TFLite precisions"),
+        ("fp16_without_tflite", "a precision of tflite only"),
         ("qat_and_prune", "exclusive"),
     ],
 )
@@ -392,7 +392,7 @@ def test_grouped_convolutions_convert_to_onnx(tmp_path):
 @pytest.fixture(scope="module")
 def embedding_export(tiny_run_dir, tmp_path_factory):
     run = copy_run(tiny_run_dir, tmp_path_factory.mktemp("embedding"))
-    return run, export(run, formats="tflite,onnx", int8=True, embedding=True)
+    return run, export(run, format="tflite,onnx", int8=True, embedding=True)
 
 
 def head_pool(model, x: np.ndarray) -> np.ndarray:
@@ -500,7 +500,7 @@ def test_embedding_as_wide_as_the_classes_is_told_apart_from_the_probabilities(t
     model.save(tmp_path / "m.keras")
     spec = PreprocessSpec(height=32, width=32)
     spec.save(tmp_path / "preprocess.json")
-    result = export(tmp_path / "m.keras", formats="tflite", preprocess=tmp_path / "preprocess.json", embedding=True,
+    result = export(tmp_path / "m.keras", format="tflite", preprocess=tmp_path / "preprocess.json", embedding=True,
                     calib_data=square_images)
     (artifact,) = result.manifest.artifacts
     assert artifact.status == "OK" and artifact.parity["max_abs_diff"] <= 1e-4

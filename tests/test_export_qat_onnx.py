@@ -208,8 +208,8 @@ def test_float_weights_off_the_grid_stay_float(wide_run):
 
 
 def test_export_writes_an_int8_sized_qat_onnx(wide_run, tmp_path):
-    fp32 = export(shutil.copytree(wide_run, tmp_path / "fp32"), formats="onnx")
-    qat = export(shutil.copytree(wide_run, tmp_path / "qat"), formats="onnx", qat=True, qat_epochs=1)
+    fp32 = export(shutil.copytree(wide_run, tmp_path / "fp32"), format="onnx")
+    qat = export(shutil.copytree(wide_run, tmp_path / "qat"), format="onnx", qat=True, qat_epochs=1)
     (fp32_artifact,) = fp32.manifest.find("onnx", "fp32")
     (qat_artifact,) = qat.manifest.find("onnx", "int8")
     assert qat_artifact.status in ("OK", "WARN"), qat_artifact.parity

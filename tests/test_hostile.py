@@ -134,7 +134,7 @@ def test_bench_of_an_export_refuses_the_exploit_in_its_keras_baseline(evil_run, 
     from edge_cnn.export import export
 
     good = copy_run(tiny_run_dir, tmp_path, "good")
-    export(good, formats=["onnx"])
+    export(good, format=["onnx"])
     run, marker = evil_run
     shutil.rmtree(run / "export", ignore_errors=True)
     shutil.copytree(good / "export", run / "export")
@@ -375,7 +375,7 @@ def test_a_killed_re_export_leaves_no_manifest_to_trust(exported, tmp_path, monk
 
     monkeypatch.setattr(exporter, "_run_job", killed_after_first)
     with pytest.raises(KeyboardInterrupt):
-        exporter.export(run, formats=["tflite", "onnx"])
+        exporter.export(run, format=["tflite", "onnx"])
     assert not (run / "export" / "manifest.json").exists() and (run / "export" / "model_fp32.onnx").exists()
     assert_refused(invoke("bench", run / "export", "--runs", "2"), "no manifest")
     assert_refused(invoke("predict", run / "export", __file__), "no manifest")

@@ -26,7 +26,7 @@ def export_dir(tiny_run_dir, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("hostile") / "run"
     shutil.copytree(tiny_run_dir, run)
-    export(run, formats=("tflite",), embedding=True)
+    export(run, format=("tflite",), embedding=True)
     return run / "export"
 
 

@@ -7,54 +7,43 @@ from pathlib import Path
 
 import click
 
-from edge_cnn.options import recipe_option
+from edge_cnn.bench.config import GRAPH_OPTIMIZATIONS, BenchConfig
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.options import recipe_option
 from edge_cnn.report import print_table
 
-
-def _int_list(flag: str, text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise EdgeCNNError(f"{flag} {text!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
-    if not values:
-        raise EdgeCNNError(f"{flag} {text!r} is empty")
-    return values
+DEFAULTS = BenchConfig()  # every default is defined there once
 
 
 @click.command()
 @click.argument("targets", nargs=-1, required=True)
-@click.option("--provider", default="cpu", show_default=True, help="ONNX Runtime providers, comma-separated: cpu,cuda,tensorrt.")
-@click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated (a sweep).")
-@click.option("--threads", default=None, help="ORT intra-op / LiteRT threads, comma-separated (default: the library's).")
-@click.option("--inter-op-threads", type=int, default=None, help="ORT inter-op threads.")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
-@click.option("--runs", type=int, default=100, show_default=True, help="Timed calls (unless --duration).")
-@click.option("--duration", type=float, default=None, help="Time for this many seconds instead of --runs.")
+@click.option("--provider", default=DEFAULTS.provider, show_default=True, help="ONNX Runtime providers, comma-separated: cpu,cuda,tensorrt.")
+@click.option("--batch", default=str(DEFAULTS.batch), show_default=True, help="Batch sizes, comma-separated (a sweep).")
+@click.option("--threads", default=DEFAULTS.threads, help="ORT intra-op / LiteRT threads, comma-separated (default: the library's).")
+@click.option("--inter-op-threads", type=int, default=DEFAULTS.inter_op_threads, help="ORT inter-op threads.")
+@click.option("--warmup", type=int, default=DEFAULTS.warmup, show_default=True, help="Untimed calls before timing.")
+@click.option("--runs", type=int, default=DEFAULTS.runs, show_default=True, help="Timed calls (unless --duration).")
+@click.option("--duration", type=float, default=DEFAULTS.duration, help="Time for this many seconds instead of --runs.")
 @click.option("--data", type=click.Path(), default=None, help="Folder of real images, preprocessed as the manifest says.")
 @click.option("--input-shape", default=None, help="Fills dynamic dimensions: one input without batch, e.g. 32x32x3.")
 @click.option("--include-copies", is_flag=True, help="GPU: time the host<->device copies too.")
-@click.option("--io-binding/--no-io-binding", default=None, help="ORT IO binding (default: on for cuda/tensorrt).")
-@click.option("--graph-opt", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
+@click.option("--io-binding/--no-io-binding", default=DEFAULTS.io_binding, help="ORT IO binding (default: on for cuda/tensorrt).")
+@click.option("--graph-opt", type=click.Choice(GRAPH_OPTIMIZATIONS), default=DEFAULTS.graph_opt, show_default=True,
               help="ORT graph optimization level.")
 @click.option("--profile", is_flag=True, help="Write ORT's per-node profile and print the top operators.")
-@click.option("--profile-dir", type=click.Path(file_okay=False), default="bench_profiles", show_default=True,
+@click.option("--profile-dir", type=click.Path(file_okay=False), default=DEFAULTS.profile_dir, show_default=True,
               help="Where --profile writes its JSON files.")
 @click.option("--baseline", default=None, help="Entry speedups are relative to (file name, 'keras', 'tflite-int8'...); default: the first.")
 @click.option("--trt-fp16", is_flag=True, help="TensorRT: allow fp16 kernels.")
 @click.option("--trt-int8", is_flag=True, help="TensorRT: allow int8 kernels.")
 @click.option("--trt-cache", type=click.Path(file_okay=False), default=None, help="TensorRT engine cache folder.")
-@click.option("--keras/--no-keras", default=True, show_default=True, help="Export folders: add the Keras baseline.")
+@click.option("--keras/--no-keras", default=DEFAULTS.keras, show_default=True, help="Export folders: add the Keras baseline.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
 @recipe_option
-def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, duration, data, input_shape, include_copies,
-          io_binding, graph_opt, profile, profile_dir, baseline, trt_fp16, trt_int8, trt_cache, keras, json_path,
-          csv_path, md_path, plot_path):
+def bench(targets, json_path, csv_path, md_path, plot_path, **options):
     """Latency and throughput of .onnx/.tflite files or export folders, side by side.
 
     \b
@@ -75,14 +64,7 @@ def bench(targets, provider, batch, threads, inter_op_threads, warmup, runs, dur
     for flag, path in outputs.items():
         if path:
             ensure_writable_file(path, flag)  # before measuring: a bad path costs nothing
-    providers = [p.strip() for p in provider.split(",") if p.strip()]
-    report = run(
-        list(targets), providers=providers, batch=_int_list("--batch", batch), threads=_int_list("--threads", threads) or [None],
-        warmup=warmup, runs=runs, duration=duration, data=data, input_shape=input_shape, include_copies=include_copies,
-        graph_optimization=graph_opt, profile=Path(profile_dir) if profile else False, baseline=baseline,
-        trt_fp16=trt_fp16, trt_int8=trt_int8, trt_cache=trt_cache, keras=keras, inter_op_threads=inter_op_threads,
-        io_binding=io_binding,
-    )
+    report = run(list(targets), BenchConfig(**options))
     click.echo(report.machine_line())
     print_table(_short_model_names(report.rows()), TABLE_COLUMNS,
                 title="edgecnn bench (times in ms; speedup = baseline p50 / p50)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import resource
 import sys
 import time
@@ -20,16 +19,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_cnn.bench import inputs as bench_inputs
-from edge_cnn.bench.calls import Call, KerasCall, LiteRTCall, OnnxCall
-from edge_cnn.bench.gpu import GPU_PROVIDERS, IOBindingCall, session_providers, tensorrt_options
-from edge_cnn.machine import gpu_memory_mb, machine_info
+from edge_cnn.bench.calls import Call
+from edge_cnn.bench.config import BenchConfig
+from edge_cnn.bench.engines import ENGINES, engine_for
+from edge_cnn.bench.gpu import GPU_PROVIDERS, tensorrt_options
 from edge_cnn.bench.profile import top_operators
 from edge_cnn.bench.targets import Target, expand_targets, match_baseline
-from edge_cnn.timing import LatencyStats, measure_calls, summarize
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import write_json, write_text
+from edge_cnn.machine import gpu_memory_mb, machine_info
 from edge_cnn.report import to_csv, to_markdown
-from edge_cnn.backends import PROVIDERS, open_backend
+from edge_cnn.timing import LatencyStats, measure_calls, summarize
 
 TABLE_COLUMNS = [
     "model", "precision", "provider", "batch", "threads", "size_mb", "create_ms", "first_ms",
@@ -138,62 +138,44 @@ class BenchReport:
             write_text(md_path, f"Machine: {self.machine_line()}\n\n" + to_markdown(rows))
 
 
-def run(
-    targets: Sequence[str | Path] | str | Path,
-    providers: Sequence[str] = ("cpu",),
-    batch: Sequence[int] | int = (1,),
-    threads: Sequence[int | None] | int | None = (None,),
-    warmup: int = 10,
-    runs: int = 100,
-    duration: float | None = None,
-    data: str | Path | None = None,
-    input_shape: str | Sequence[int] | None = None,
-    include_copies: bool = False,
-    graph_optimization: str = "all",
-    profile: bool | str | Path = False,
-    baseline: str | None = None,
-    trt_fp16: bool = False,
-    trt_int8: bool = False,
-    trt_cache: str | Path | None = None,
-    keras: bool = True,
-    inter_op_threads: int | None = None,
-    io_binding: bool | None = None,
-    progress: bool | None = None,
-) -> BenchReport:
-    """Benchmark every target under every configuration.
+def run(targets: Sequence[str | Path] | str | Path, config: BenchConfig | None = None, **options: Any) -> BenchReport:
+    """Benchmark every target under every configuration of ``config`` (a ``BenchConfig``; without one,
+    ``options`` are its fields: ``provider="cpu,cuda"``, ``batch=[1, 8]``, ``runs=50``, ...).
 
     ``io_binding`` None = on for the CUDA/TensorRT providers, off on the CPU (True on the CPU runs
-    the same IO-binding code path). ``profile`` True writes ORT profiles into ./bench_profiles, a
-    path writes them there. ``progress`` None = shown when stderr is a terminal.
+    the same IO-binding code path). ``profile`` writes ORT profiles into ``profile_dir``.
+    ``progress`` None = shown when stderr is a terminal.
     """
-    batches = _as_list(batch)
-    thread_counts = _as_list(threads)
-    providers = list(providers)
-    _check_settings(providers, batches, thread_counts, warmup, runs, duration)
-    models = expand_targets(_as_list(targets), keras=keras)
-    baseline_label = match_baseline(models, baseline)
-    shape = bench_inputs.parse_shape(input_shape) if input_shape is not None else None
-    if data is not None:
-        bench_inputs.image_files(data)  # a missing or empty folder fails before any model is timed
+    config = (config or BenchConfig(**options)).validate()
+    batches, thread_counts, providers = config.batches, config.thread_counts, config.providers
+    models = expand_targets(_as_list(targets), keras=config.keras)
+    baseline_label = match_baseline(models, config.baseline)
+    shape = bench_inputs.parse_shape(config.input_shape) if config.input_shape is not None else None
+    if config.data is not None:
+        bench_inputs.image_files(config.data)  # a missing or empty folder fails before any model is timed
+    duration = config.duration
     settings = dict(
-        providers=providers, batch=batches, threads=thread_counts, inter_op_threads=inter_op_threads, warmup=warmup,
-        runs=None if duration else runs, duration_s=duration, data=str(data) if data else None,
-        input_shape=list(shape) if shape else None, include_copies=include_copies,
-        graph_optimization=graph_optimization, trt_fp16=trt_fp16, trt_int8=trt_int8,
-        trt_cache=str(trt_cache) if trt_cache else None, baseline=baseline_label,
-        keras_timing="tf.function(model(x, training=False)), outputs fetched with .numpy()",
+        providers=providers, batch=batches, threads=thread_counts, inter_op_threads=config.inter_op_threads,
+        warmup=config.warmup, runs=None if duration else config.runs, duration_s=duration,
+        data=str(config.data) if config.data else None, input_shape=list(shape) if shape else None,
+        include_copies=config.include_copies, graph_optimization=config.graph_opt, trt_fp16=config.trt_fp16,
+        trt_int8=config.trt_int8, trt_cache=str(config.trt_cache) if config.trt_cache else None,
+        baseline=baseline_label, keras_timing="tf.function(model(x, training=False)), outputs fetched with .numpy()",
     )
-    options = dict(
-        batches=batches, warmup=warmup, runs=runs, duration=duration, data=data, input_shape=shape,
-        include_copies=include_copies, graph_optimization=graph_optimization, inter_op_threads=inter_op_threads,
-        io_binding=io_binding, profile_dir=_profile_dir(profile),
-        trt=tensorrt_options(trt_fp16, trt_int8, trt_cache),
+    profile_dir = config.profile_folder
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    session_options = dict(
+        batches=batches, warmup=config.warmup, runs=config.runs, duration=duration, data=config.data,
+        input_shape=shape, include_copies=config.include_copies, graph_optimization=config.graph_opt,
+        inter_op_threads=config.inter_op_threads, io_binding=config.io_binding, profile_dir=profile_dir,
+        trt=tensorrt_options(config.trt_fp16, config.trt_int8, config.trt_cache),
     )
     results: list[BenchResult] = []
-    with _Progress(progress) as bar:
+    with _Progress(config.progress) as bar:
         for model in models:
-            for provider, thread_count in _configurations(model, providers, thread_counts):
-                results += _bench_session(model, provider, thread_count, bar=bar, **options)
+            for provider, thread_count in engine_for(model.format).configurations(providers, thread_counts):
+                results += _bench_session(model, provider, thread_count, bar=bar, **session_options)
     apply_speedups(results, baseline_label)
     return BenchReport(results, machine_info(), settings)
 
@@ -202,75 +184,39 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _check_settings(providers, batches, thread_counts, warmup, runs, duration) -> None:
-    if not providers:
-        raise EdgeCNNError("no provider given: use --provider cpu, cuda or tensorrt")
-    for provider in providers:
-        if provider not in PROVIDERS:
-            raise EdgeCNNError(f"provider {provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
-    if any(int(b) < 1 for b in batches):
-        raise EdgeCNNError(f"--batch {batches} must be positive integers")
-    if any(t is not None and int(t) < 1 for t in thread_counts):
-        raise EdgeCNNError(f"--threads {thread_counts} must be positive integers")
-    if warmup < 0:
-        raise EdgeCNNError("--warmup must be 0 or more")
-    if duration is not None and duration <= 0:
-        raise EdgeCNNError("--duration must be a positive number of seconds")
-    if duration is None and runs < 1:
-        raise EdgeCNNError("--runs must be at least 1")
-
-
-def _profile_dir(profile: bool | str | Path) -> Path | None:
-    if not profile:
-        return None
-    folder = Path("bench_profiles") if profile is True else Path(profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _configurations(model: Target, providers: list[str], thread_counts: list[int | None]):
-    """ONNX models under every provider; LiteRT runs on the CPU (once per thread count); Keras once,
-    with TensorFlow's own threading (it cannot be changed once TensorFlow has started)."""
-    if model.format == "onnx":
-        return [(p, t) for p in providers for t in thread_counts]
-    if model.format == "tflite":
-        return [("cpu", t) for t in thread_counts]
-    return [("tf", None)]
-
-
 def _bench_session(
     model: Target, provider: str, thread_count: int | None, *, batches: list[int], bar: "_Progress", **options: Any
 ) -> list[BenchResult]:
     """Open the model once for (provider, threads), then measure each batch size on that session."""
-    backend_name = {"onnx": "onnxruntime", "tflite": "litert", "keras": "keras"}[model.format]
+    engine = engine_for(model.format)
     use_binding = options["io_binding"] if options["io_binding"] is not None else provider in GPU_PROVIDERS
 
     def result(batch: int, **fields: Any) -> BenchResult:
         return BenchResult(
-            target=model.label, format=model.format, precision=model.precision, backend=backend_name,
+            target=model.label, format=model.format, precision=model.precision, backend=engine.name,
             provider=provider, batch=batch, threads=thread_count, note=model.note,
-            io_binding=use_binding and model.format == "onnx",
+            io_binding=use_binding and engine.io_binding,
             model_bytes=model.path.stat().st_size if model.path.is_file() else None, **fields,
         )
 
-    if model.format == "keras":
+    if engine is ENGINES["keras"]:
         import edge_cnn.keras  # noqa: F401  (importing TensorFlow is not part of the model's load time)
     try:
         start = time.perf_counter()
-        backend = _open(model, provider, thread_count, options)
+        backend = engine.open(model, provider, thread_count, options)
         session_ms = (time.perf_counter() - start) * 1e3
     except Exception as exc:  # one failed configuration does not sink the others
         return [result(b, status="ERROR", error=_message(exc)) for b in batches]
     results = []
     for batch in batches:
         try:
-            call = _make_call(model, backend, provider, use_binding, options["include_copies"])
+            call = engine.call(backend, provider, use_binding and engine.io_binding, options["include_copies"])
             measured = _measure(model, backend, call, batch, bar=bar, label=f"{model.path.name} {provider} b{batch}",
                                 **options)
             results.append(result(batch, session_ms=session_ms, inter_op_threads=_inter_op(backend), **measured))
         except Exception as exc:
             results.append(result(batch, session_ms=session_ms, status="ERROR", error=_message(exc)))
-    if options["profile_dir"] is not None and model.format == "onnx":
+    if options["profile_dir"] is not None and engine.profiles:
         profile_file = backend.session.end_profiling()
         top = top_operators(profile_file) if profile_file else []
         for item in results:
@@ -285,61 +231,25 @@ def _message(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def _open(model: Target, provider: str, thread_count: int | None, options: dict[str, Any]) -> Any:
-    if model.format == "keras":
-        from edge_cnn.keras_file import load_keras_model
-
-        return load_keras_model(model.path)
-    if model.format == "tflite":
-        return open_backend(model.path, threads=thread_count)
-    profile_prefix = None
-    if options["profile_dir"] is not None:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.path.stem)
-        profile_prefix = str(options["profile_dir"] / f"{stem}_{provider}_t{thread_count or 'default'}")
-    return open_backend(
-        model.path,
-        providers=session_providers(provider),
-        threads=thread_count,
-        inter_op_threads=options["inter_op_threads"],
-        graph_optimization=options["graph_optimization"],
-        provider_options={"tensorrt": options["trt"]} if provider == "tensorrt" else None,
-        profile_prefix=profile_prefix,
-    )
-
-
 def _inter_op(backend: Any) -> int | None:
     session = getattr(backend, "session", None)
     return session.get_session_options().inter_op_num_threads if session is not None else None
 
 
-def _make_call(model: Target, backend: Any, provider: str, use_binding: bool, include_copies: bool) -> Call:
-    if model.format == "keras":
-        return KerasCall(backend)
-    if model.format == "tflite":
-        return LiteRTCall(backend)
-    if use_binding:
-        device = "cuda" if provider in GPU_PROVIDERS else "cpu"
-        return IOBindingCall(backend.session, device=device, include_copies=include_copies)
-    return OnnxCall(backend.session)
-
-
 def _input_info(model: Target, backend: Any) -> tuple[tuple[int, ...], str, tuple[float, int] | None]:
-    """(shape with -1 for dynamic, dtype, quantization) of the model's first input."""
-    if model.format == "keras":
-        shape = tuple(-1 if d is None else int(d) for d in backend.inputs[0].shape)
-        return shape, "float32", None
-    info = backend.inputs[0]
-    quantization = info.quantization
+    """(shape with -1 for dynamic, dtype, quantization) of the model's first input; the manifest supplies
+    the quantization a file does not carry (an int8 ONNX input)."""
+    shape, dtype, quantization = engine_for(model.format).input_info(backend)
     if quantization is None and model.inputs and model.inputs[0].quantization is not None:
         quantization = (model.inputs[0].quantization.scale, model.inputs[0].quantization.zero_point)
-    return tuple(info.shape), info.dtype, quantization
+    return shape, dtype, quantization
 
 
 def _make_inputs(model: Target, backend: Any, batch: int, data, input_shape) -> list[np.ndarray]:
     model_shape, dtype, quantization = _input_info(model, backend)
     shape = bench_inputs.resolve_shape(
         model_shape, batch, input_shape=input_shape, spec=model.preprocess, model=str(model.path),
-        fixed_batch=model.format == "onnx",
+        fixed_batch=engine_for(model.format).fixed_batch,
     )
     if data is not None:
         if model.preprocess is None:

@@ -16,17 +16,26 @@ from pathlib import Path
 from typing import Sequence
 
 from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError
+from edge_cnn.formats import embedded_formats, format_of_file, get_format
 from edge_cnn.manifest import MANIFEST_NAME, TensorSpec, load_manifest
 from edge_cnn.preprocess import PreprocessSpec
 
-MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".keras": "keras"}
+KERAS_SUFFIX = ".keras"  # the baseline: the Keras model the artifacts came from
+
+
+def _kind_of_file(path: Path) -> str | None:
+    """An embedded format's name, "keras" for the baseline, or None."""
+    if path.suffix.lower() == KERAS_SUFFIX:
+        return "keras"
+    fmt = format_of_file(path)
+    return fmt.name if fmt is not None and fmt.embedded else None
 
 
 @dataclasses.dataclass
 class Target:
     label: str
     path: Path
-    format: str  # onnx, tflite or keras
+    format: str  # an embedded format of the table, or keras (the baseline)
     precision: str | None = None
     preprocess: PreprocessSpec | None = None
     inputs: list[TensorSpec] | None = None  # the manifest's view (quantization of int8 ONNX inputs)
@@ -43,11 +52,11 @@ def expand_targets(paths: Sequence[str | Path], keras: bool = True) -> list[Targ
         if path.is_dir():
             targets += _manifest_targets(path, keras)
         elif not path.exists():
-            raise ModelFileError(f"model file {path} does not exist: pass a .onnx/.tflite file or an export folder")
-        elif path.suffix.lower() in MODEL_SUFFIXES:
+            raise ModelFileError(f"model file {path} does not exist: pass a {_suffixes('/')} file or an export folder")
+        elif _kind_of_file(path) is not None:
             targets.append(_file_target(path))
         else:
-            raise ModelFileError(f"{path} is neither .onnx, .tflite nor .keras: pass a model file or its export folder")
+            raise ModelFileError(f"{path} is neither {_suffixes(', ')} nor .keras: pass a model file or its export folder")
     return targets
 
 
@@ -58,8 +67,8 @@ def _manifest_targets(folder: Path, keras: bool) -> list[Target]:
     if keras and source.is_file() and importlib.util.find_spec("tensorflow") is not None:
         targets.append(_keras_target(source, manifest.preprocess, manifest.source_sha256))
     for artifact in manifest.artifacts:
-        if artifact.format not in ("onnx", "tflite"):
-            continue  # saved_model folders are TensorFlow's; the Keras baseline covers them
+        if not get_format(artifact.format).embedded:
+            continue  # SavedModel folders are TensorFlow's; the Keras baseline covers them
         targets.append(
             Target(
                 label=str(folder / artifact.path),
@@ -86,7 +95,7 @@ def _keras_target(path: Path, spec: PreprocessSpec | None, source_sha256: str | 
 
 def _file_target(path: Path) -> Target:
     """A lone file; a manifest beside it that lists it supplies precision and preprocessing."""
-    kind = MODEL_SUFFIXES[path.suffix.lower()]
+    kind = _kind_of_file(path)
     if kind == "keras":
         preprocess_file = path.parent / "preprocess.json"
         spec = PreprocessSpec.load(preprocess_file) if preprocess_file.is_file() else None
@@ -119,3 +128,7 @@ def match_baseline(targets: Sequence[Target], baseline: str | None) -> str | Non
             return target.label
     choices = ", ".join(t.path.name for t in targets)
     raise EdgeCNNError(f"--baseline {baseline!r} matches no benchmarked model; use one of: {choices}")
+
+
+def _suffixes(joiner: str) -> str:
+    return joiner.join(get_format(name).suffix for name in embedded_formats())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.formats import embedded_formats
 from edge_cnn.options import collect_inputs, finish_batch
 from edge_cnn.preprocess import parse_size
 
@@ -46,7 +47,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--max-windows", type=click.IntRange(min=1), default=DEFAULT_MAX_WINDOWS, show_default=True,
               help="Windows per image at most: beyond it the finest pyramid levels are skipped (small people are "
               "missed) with a warning naming the image. A 640x480 frame needs 1,922 at the defaults.")
-@click.option("--backend", type=click.Choice(["auto", "onnx", "tflite"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", *embedded_formats()]), default="auto", show_default=True)
 @click.option("--precision", default=None, help="Artifact precision to use from an export folder (default: the fastest OK int8).")
 def detect(model, images, out, positive, window, stride, scale_step, threshold, iou_threshold, max_windows, backend, precision):
     """Detect pedestrians in IMAGES: slide MODEL's window over an image pyramid, batch the

@@ -32,6 +32,8 @@ _API = {
     "open_run": "edge_cnn.explain.graph",
     "feature_layers": "edge_cnn.explain.graph",
     "default_layer": "edge_cnn.explain.graph",
+    "explain": "edge_cnn.explain.heatmaps",
+    "HeatmapResult": "edge_cnn.explain.heatmaps",
 }
 
 __all__ = sorted(_API)

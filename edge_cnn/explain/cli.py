@@ -120,17 +120,6 @@ def _collect_images(images: tuple[str, ...], data: str | None, split_images: lis
     return items
 
 
-def _unique_stems(items: list[Path]) -> list[str]:
-    """File stems, numbered where two images share one (a/x.png, b/x.png)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for item in items:
-        count = seen.get(item.stem, 0)
-        seen[item.stem] = count + 1
-        stems.append(item.stem if count == 0 else f"{item.stem}_{count}")
-    return stems
-
-
 @contextlib.contextmanager
 def _progress(description: str, total: int):
     from rich.progress import Progress
@@ -141,43 +130,15 @@ def _progress(description: str, total: int):
 
 
 def _heatmaps(explained, items, method, layer, class_index, save_raw, alpha, out_dir: Path) -> None:
-    from edge_cnn.explain.drawing import overlay, save_png
-    from edge_cnn.explain.methods import make_explainer
-    from edge_cnn.io import atomic_path
-    from edge_cnn.report import print_table, write_reports
+    from edge_cnn.explain.heatmaps import explain_images
+    from edge_cnn.report import print_table
 
-    explainer = make_explainer(explained.model, method, layer)
-    labels, spec = explained.labels, explained.spec
-    rows = []
     with _progress(f"{method} heatmaps", len(items)) as advance:
-        for done, (item, stem) in enumerate(zip(items, _unique_stems(items)), 1):
-            try:
-                pixels = spec.load_image(item)
-            except ImageError as exc:
-                rows.append({"image": str(item), "error": str(exc)})
-                continue
-            heat = explainer(spec.normalize(pixels[None]), class_index)
-            predicted = int(heat.probabilities[0].argmax())
-            target = int(heat.classes[0])
-            title = f"{item.name}: {labels[predicted]} {heat.probabilities[0, predicted]:.3f}"
-            if target != predicted:
-                title += f" | heat for {labels[target]}"
-            title += f" | {method} @ {heat.layer}"
-            png = out_dir / f"{stem}_{method}.png"
-            save_png(png, overlay(pixels, heat.maps[0], title, alpha=alpha))
-            row = {"image": str(item), "predicted": labels[predicted],
-                   "score": float(heat.probabilities[0, predicted]), "explained": labels[target],
-                   "layer": heat.layer, "png": str(png)}
-            if save_raw:
-                with atomic_path(out_dir / f"{stem}_{method}.npy") as tmp:
-                    np.save(tmp, heat.maps[0])
-                row["npy"] = str(out_dir / f"{stem}_{method}.npy")
-            rows.append(row)
-            advance(done)
-    print_table(rows, ["image", "predicted", "score", "explained", "layer", "png", "error"], title=f"{method} heatmaps")
-    write_reports(rows, json_path=out_dir / f"explain_{method}.json", extra={"run": str(explained.path)})
-    failures = [(row["image"], row["error"]) for row in rows if "error" in row]
-    finish_batch(failures, len(rows) - len(failures), f"were written to {out_dir}")
+        result = explain_images(explained, items, method, layer=layer, class_index=class_index, out_dir=out_dir,
+                                save_raw=save_raw, alpha=alpha, on_image=advance)
+    print_table(result.rows, ["image", "predicted", "score", "explained", "layer", "png", "error"],
+                title=f"{method} heatmaps")
+    finish_batch(result.failures, len(result.rows) - len(result.failures), f"were written to {out_dir}")
 
 
 def _figure_path(out: str | None, out_dir: Path, name: str) -> Path:
@@ -187,12 +148,13 @@ def _figure_path(out: str | None, out_dir: Path, name: str) -> Path:
 def _activations(explained, items, layers, channels, out, out_dir: Path) -> None:
     from edge_cnn.explain.drawing import save_png
     from edge_cnn.explain.feature_maps import activation_grid, activations
+    from edge_cnn.explain.heatmaps import unique_stems
 
     if out and Path(out).suffix.lower() == ".png" and len(items) > 1:
         raise EdgeCNNError(f"--out {out} names one file but {len(items)} images were given: pass a folder")
     spec = explained.spec
     failures = []
-    for item, stem in zip(items, _unique_stems(items)):
+    for item, stem in zip(items, unique_stems(items)):
         try:
             pixels = spec.load_image(item)
         except ImageError as exc:

@@ -7,24 +7,29 @@ from __future__ import annotations
 
 import click
 
+from edge_cnn.export.config import ExportConfig
+from edge_cnn.export.onnx_quant import CALIB_METHODS, ONNX_FORMATS, QUANT_TYPES
+from edge_cnn.formats import format_names
 from edge_cnn.options import recipe_option
+
+DEFAULTS = ExportConfig()  # every default is defined there once
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("source", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: SOURCE/export).")
-@click.option("--format", default="tflite,onnx", show_default=True, help="Comma list of tflite, onnx, saved_model.")
+@click.option("--format", default=DEFAULTS.format, show_default=True, help=f"Comma list of {', '.join(format_names())}.")
 @click.option(
     "--int8", is_flag=True, help="Add full-integer TFLite (int8 I/O) and ONNX int8, calibrated on training images."
 )
 @click.option("--fp16", is_flag=True, help="Add an fp16-weight TFLite model.")
 @click.option("--dynamic", is_flag=True, help="Add a dynamic-range (int8 weights) TFLite model.")
 @click.option("--float-io", is_flag=True, help="Keep float32 input/output tensors on the int8 TFLite model.")
-@click.option("--calib", default=200, show_default=True, help="Number of training images used for int8 calibration.")
+@click.option("--calib", default=DEFAULTS.calib, show_default=True, help="Number of training images used for int8 calibration.")
 @click.option(
     "--calib-method",
-    type=click.Choice(["minmax", "entropy", "percentile"]),
-    default="minmax",
+    type=click.Choice(list(CALIB_METHODS)),
+    default=DEFAULTS.calib_method,
     show_default=True,
     help="ONNX int8 calibration.",
 )
@@ -36,26 +41,26 @@ from edge_cnn.options import recipe_option
 )
 @click.option(
     "--onnx-format",
-    type=click.Choice(["qdq", "qoperator"]),
-    default="qdq",
+    type=click.Choice(list(ONNX_FORMATS)),
+    default=DEFAULTS.onnx_format,
     show_default=True,
     help="ONNX int8 graph form.",
 )
 @click.option(
     "--onnx-activations",
-    type=click.Choice(["u8", "s8"]),
-    default="u8",
+    type=click.Choice(list(QUANT_TYPES)),
+    default=DEFAULTS.onnx_activations,
     show_default=True,
     help="ONNX int8 activation type.",
 )
-@click.option("--onnx-per-channel/--onnx-per-tensor", default=True, show_default=True, help="ONNX int8 weight scales.")
+@click.option("--onnx-per-channel/--onnx-per-tensor", default=DEFAULTS.onnx_per_channel, show_default=True, help="ONNX int8 weight scales.")
 @click.option(
     "--onnx-reduce-range/--no-onnx-reduce-range",
-    default=True,
+    default=DEFAULTS.onnx_reduce_range,
     show_default=True,
     help="7-bit ONNX weights (avoids u8s8 saturation on AVX2 CPUs without VNNI).",
 )
-@click.option("--opset", default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", default=DEFAULTS.opset, show_default=True, help="ONNX opset.")
 @click.option(
     "--keep-names",
     is_flag=True,
@@ -63,11 +68,11 @@ from edge_cnn.options import recipe_option
     "artifacts get short internal names (graph inputs, outputs and signatures keep theirs).",
 )
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning, then int8 artifacts.")
-@click.option("--qat-epochs", default=2, show_default=True)
+@click.option("--qat-epochs", default=DEFAULTS.qat_epochs, show_default=True)
 @click.option("--prune", type=float, help="Magnitude-prune to this sparsity (0..1), fine-tune, strip.")
-@click.option("--prune-epochs", default=2, show_default=True)
+@click.option("--prune-epochs", default=DEFAULTS.prune_epochs, show_default=True)
 @click.option("--cluster", type=int, help="Cluster each kernel's weights into this many values, fine-tune, strip.")
-@click.option("--cluster-epochs", default=2, show_default=True)
+@click.option("--cluster-epochs", default=DEFAULTS.cluster_epochs, show_default=True)
 @click.option("--preprocess", type=click.Path(), help="preprocess.json (required for a bare .keras SOURCE).")
 @click.option("--labels", type=click.Path(), help="labels.json (a JSON list) for a bare .keras SOURCE.")
 @click.option(
@@ -78,7 +83,7 @@ from edge_cnn.options import recipe_option
     "for `edgecnn face enroll/identify` and Predictor.embed().",
 )
 @recipe_option
-def export(source: str, format: str, **options) -> None:
+def export(source: str, **options) -> None:
     """Export a trained model to TFLite / ONNX / SavedModel and check every artifact against Keras.
 
     SOURCE is a run directory of `edgecnn train` or a bare .keras file (with --preprocess).
@@ -101,9 +106,7 @@ def export(source: str, format: str, **options) -> None:
     from edge_cnn.export.exporter import export as run_export
     from edge_cnn.report import print_table
 
-    result = run_export(
-        source, formats=format, verbose=1, log=lambda m: click.echo(f"export: {m}", err=True), **options
-    )
+    result = run_export(source, ExportConfig(**options), verbose=1, log=lambda m: click.echo(f"export: {m}", err=True))
     print_table(result.rows, COLUMNS, title=f"edgecnn export -> {result.manifest_path.parent}")
     click.echo(f"manifest: {result.manifest_path}\nreport:   {result.report_md}")
     for line in result.summary["failed"]:

@@ -24,18 +24,25 @@ from typing import Callable, Iterator
 import onnx
 from onnx import helper
 
-COMPACT_FORMATS = ("onnx", "tflite")
+from edge_cnn.formats import format_names, get_format
+
 
 
 def compact_file(path: str | Path, format: str) -> None:
-    """Compact an ``.onnx`` or ``.tflite`` file in place (the exporter's temporary file)."""
-    path = Path(path)
-    if format == "onnx":
-        onnx.save(compact_onnx(onnx.load(str(path))), str(path))
-    elif format == "tflite":
-        path.write_bytes(compact_tflite(path.read_bytes()))
-    else:
-        raise ValueError(f"format {format!r} has no compact pass: one of {COMPACT_FORMATS}")
+    """Compact an artifact in place (the exporter's temporary file) with its format's pass."""
+    fmt = get_format(format)
+    if fmt.compact is None:
+        compacting = [name for name in format_names() if get_format(name).compact is not None]
+        raise ValueError(f"format {format!r} has no compact pass: one of {tuple(compacting)}")
+    fmt.compact_file(Path(path))
+
+
+def compact_onnx_file(path: Path) -> None:
+    onnx.save(compact_onnx(onnx.load(str(path))), str(path))
+
+
+def compact_tflite_file(path: Path) -> None:
+    path.write_bytes(compact_tflite(path.read_bytes()))
 
 
 # --- ONNX --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``export()``: optimize (optional), convert to every requested format/precision, prove parity, write the manifest.
 
-One artifact is one job: it is written to a temporary path, loaded back with its own
+The orchestration only: settings are ``config.ExportConfig``, the jobs ``plan.plan_jobs``, each
+format's converter is the format table's writer, graph changes are ``surgery``. One artifact is one job: it is written to a temporary path, loaded back with its own
 runtime and compared with Keras there, and only then renamed into place. A job that
 raises becomes a FAILED row with its reason; the other jobs go on.
 """
@@ -11,17 +12,20 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_cnn import __version__
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export import parity
-from edge_cnn.export.onnx_quant import OnnxQuantOptions
+from edge_cnn.export.config import ExportConfig
+from edge_cnn.export.plan import Job, plan_jobs
 from edge_cnn.export.source import ExportSource, calibration_items, ends_in_softmax, load_source
+from edge_cnn.export.surgery import centre_images, embedding_centre, embedding_layer, with_embedding, without_softmax
+from edge_cnn.formats import get_format
 from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
-from edge_cnn.manifest import FORMATS, MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
+from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
 from edge_cnn.report import write_reports
 
 COLUMNS = [
@@ -38,13 +42,7 @@ COLUMNS = [
     "File",
     "Note",
 ]
-DEFAULT_FINE_TUNE_EPOCHS = 2
-MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 RANDOM_PARITY_IMAGES = 8
-EMBEDDING_LAYER = "head_pool"
-EMBEDDING_OUTPUT = "embedding"
-CENTRE_BATCH = 256  # images per forward pass when averaging the training features
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "saved_model": "_savedmodel"}
 
 
 @dataclasses.dataclass
@@ -61,46 +59,17 @@ class ExportResult:
         return [row for row in self.rows if row["Status"] == "FAILED"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    format: str
-    precision: str
-
-    def filename(self, stem: str) -> str:
-        return f"{stem}_{self.precision}{SUFFIX[self.format]}"
-
-
 def export(
     source: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    formats: Sequence[str] | str = ("tflite", "onnx"),
-    int8: bool = False,
-    fp16: bool = False,
-    dynamic: bool = False,
-    float_io: bool = False,
-    calib: int = 200,
-    calib_method: str = "minmax",
-    onnx_format: str = "qdq",
-    onnx_activations: str = "u8",
-    onnx_per_channel: bool = True,
-    onnx_reduce_range: bool = True,
-    opset: int = 17,
-    keep_names: bool = False,
-    qat: bool = False,
-    qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS,
-    prune: float | None = None,
-    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS,
-    cluster: int | None = None,
-    cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS,
-    preprocess: str | os.PathLike | None = None,
-    labels: str | os.PathLike | None = None,
-    calib_data: str | os.PathLike | None = None,
-    embedding: bool = False,
+    config: ExportConfig | None = None,
+    *,
     verbose: int = 0,
     log: Callable[[str], None] = lambda message: None,
+    **options: Any,
 ) -> ExportResult:
     """Export a run directory (or a bare .keras file with ``preprocess``) and check every artifact.
 
+    ``config`` is an ``ExportConfig``; without one, ``options`` are its fields (``int8=True``, ...).
     TFLite fp32 + ONNX fp32 always; ``fp16``/``dynamic`` add TFLite variants; ``int8`` adds full-integer
     TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``cluster`` optimize
     the model first; ``embedding`` adds the ``head_pool`` features minus their mean over the training
@@ -108,20 +77,12 @@ def export(
     Every ONNX and TFLite artifact gets short internal names (``edge_cnn.export.compact``) unless
     ``keep_names``. Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
     """
-    formats = _parse_formats(formats)
-    onnx_options = OnnxQuantOptions(
-        format=onnx_format,
-        calib_method=calib_method,
-        per_channel=onnx_per_channel,
-        reduce_range=onnx_reduce_range,
-        activation_type=onnx_activations,
-    ).check()
-    _check_options(formats, calib, opset, qat, prune, cluster, fp16, dynamic)
-    src = load_source(source, out=out, preprocess=preprocess, labels=labels, calib_data=calib_data)
-    int8 = int8 or qat
-    optimizing = qat or prune is not None or cluster is not None
-    _check_data(src, int8, qat, optimizing)
-    if embedding:
+    config = (config or ExportConfig(**options)).validate()
+    src = load_source(source, out=config.out, preprocess=config.preprocess, labels=config.labels,
+                      calib_data=config.calib_data)
+    int8, qat = config.int8 or config.qat, config.qat
+    _check_data(src, int8, qat, config.optimizing)
+    if config.embedding:
         _check_embedding(src)
     ensure_writable_dir(src.out_dir)
     # Readers trust a folder only through its manifest: the old one goes first and the new one is
@@ -130,12 +91,11 @@ def export(
 
     x_test, y_test, parity_data = _parity_images(src)
     model, stem, facts = src.model, "model", {}
-    if optimizing:
+    if config.optimizing:
         accuracy_before = _accuracy(src.model.predict(x_test, verbose=0), y_test)
         log("fine-tuning on the training split")
-        epochs = {"qat": qat_epochs, "prune": prune_epochs, "cluster": cluster_epochs}
-        model, stem, facts = _optimize(src, qat, prune, cluster, epochs, verbose)
-    if embedding:
+        model, stem, facts = _optimize(src, config, verbose)
+    if config.embedding:
         log("centring the embedding on the mean feature of the " + centre_images(src)[1])
         centre, facts["embedding"] = embedding_centre(model, src)
         model = with_embedding(model, src.model_path, centre)
@@ -143,14 +103,14 @@ def export(
     else:
         reference, reference_embedding = model.predict(x_test, verbose=0), None
     reference_accuracy = _accuracy(reference, y_test)
-    if optimizing and y_test is not None:
+    if config.optimizing and y_test is not None:
         facts["keras_accuracy_before"] = accuracy_before
         facts["keras_accuracy_after"] = reference_accuracy
 
-    calibration = _calibration(src, calib) if int8 and not qat else None
-    context = _Context(src, model, qat, float_io, calibration, onnx_options, opset, keep_names)
+    calibration = _calibration(src, config.calib) if int8 and not qat else None
+    context = _Context(src, model, config, calibration)
     artifacts, rows = [], []
-    for job in plan_jobs(formats, int8, fp16, dynamic, qat):
+    for job in plan_jobs(config.formats, int8, config.fp16, config.dynamic, qat):
         log(f"{job.format} {job.precision}")
         evaluation = (x_test, y_test, reference, reference_accuracy, reference_embedding)
         artifact, row = _run_job(job, stem, context, evaluation, facts)
@@ -182,49 +142,7 @@ def export(
     return ExportResult(rows, manifest, manifest_path, report_json, report_md, summary)
 
 
-def plan_jobs(formats: Sequence[str], int8: bool, fp16: bool, dynamic: bool, qat: bool) -> list[Job]:
-    """QAT models give int8 artifacts only (plus a SavedModel of the fake-quant graph)."""
-    jobs = []
-    if "tflite" in formats:
-        precisions = ["int8"] if qat else ["fp32"] + ["fp16"] * fp16 + ["dynamic"] * dynamic + ["int8"] * int8
-        jobs += [Job("tflite", p) for p in precisions]
-    if "onnx" in formats:
-        jobs += [Job("onnx", p) for p in (["int8"] if qat else ["fp32"] + ["int8"] * int8)]
-    if "saved_model" in formats:
-        jobs.append(Job("saved_model", "fp32"))
-    return jobs
-
-
 # --- checks before any work ---------------------------------------------------
-
-
-def _parse_formats(formats: Sequence[str] | str) -> list[str]:
-    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
-    unknown = [f for f in names if f not in FORMATS]
-    if unknown or not names:
-        raise EdgeCNNError(
-            f"format {', '.join(unknown) or '(none)'} is unknown: use a comma list of {', '.join(FORMATS)}"
-        )
-    return names
-
-
-def _check_options(formats, calib, opset, qat, prune, cluster, fp16, dynamic) -> None:
-    import onnx
-
-    if (fp16 or dynamic) and "tflite" not in formats:
-        raise EdgeCNNError("--fp16 and --dynamic are TFLite precisions: add tflite to --format")
-    if sum([qat, prune is not None, cluster is not None]) > 1:
-        raise EdgeCNNError("--qat, --prune and --cluster are exclusive: export one optimization per output folder")
-    if qat and (fp16 or dynamic):
-        raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic")
-    if prune is not None and not 0.0 < float(prune) < 1.0:
-        raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
-    if cluster is not None and int(cluster) < 2:
-        raise EdgeCNNError(f"--cluster {cluster} must be at least 2 clusters (e.g. 16)")
-    if int(calib) < 1:
-        raise EdgeCNNError(f"--calib {calib} must be at least 1 image")
-    if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
-        raise EdgeCNNError(f"--opset {opset} is outside {MIN_OPSET}..{onnx.defs.onnx_opset_version()}")
 
 
 def _check_data(src: ExportSource, int8: bool, qat: bool, optimizing: bool) -> None:
@@ -253,82 +171,6 @@ def _check_embedding(src: ExportSource) -> None:
         )
 
 
-def embedding_layer(model, path: Path):
-    """The trainer's ``head_pool`` layer (global average pooling: the penultimate features).
-    A QAT model wraps it as ``quant_head_pool``."""
-    for name in (EMBEDDING_LAYER, f"quant_{EMBEDDING_LAYER}"):
-        if name in {layer.name for layer in model.layers}:
-            return model.get_layer(name)
-    raise EdgeCNNError(
-        f"{Path(path).name} has no {EMBEDDING_LAYER!r} layer, so --embedding does not know which features to "
-        f"export: train it with `edgecnn train` (whose head pools into {EMBEDDING_LAYER!r}) "
-        "or export without --embedding"
-    )
-
-
-def centre_images(src: ExportSource):
-    """The images whose mean feature centres the embedding: the training split, else --calib-data."""
-    return (src.train, "training split") if src.train else (src.calibration, "--calib-data images")
-
-
-def embedding_centre(model, src: ExportSource) -> tuple[np.ndarray, dict[str, Any]]:
-    """Mean ``head_pool`` feature of ``model`` over the centring images, and the manifest's record of it.
-
-    Post-ReLU pooled features are all non-negative, so raw vectors of different people point into one
-    orthant (cosines of 0.9 between strangers); minus their mean, cosine similarity separates people."""
-    from edge_cnn.keras import keras
-
-    items, origin = centre_images(src)
-    features = keras.Model(model.input, embedding_layer(model, src.model_path).output)
-    total = 0.0
-    for start in range(0, len(items), CENTRE_BATCH):
-        x, _ = src.load(items[start : start + CENTRE_BATCH])
-        total = total + features.predict(x, verbose=0).astype(np.float64).reshape(len(x), -1).sum(axis=0)
-    centre = (total / len(items)).astype(np.float32)
-    record = {"centred": True, "centre": f"mean {EMBEDDING_LAYER} feature", "centre_images": origin,
-              "centre_count": len(items), "centre_norm": float(np.linalg.norm(centre))}
-    return centre, record
-
-
-def with_embedding(model, path: Path, centre: np.ndarray):
-    """The same weights with two outputs: (probabilities, head_pool features - centre).
-
-    The subtraction is a layer of the graph, so every format and precision (int8 included, whose output
-    quantization then has a zero point inside a signed range) carries it and the runtime stays as it is."""
-    from edge_cnn.keras import keras, layers, tf
-
-    class EmbeddingCentre(layers.Layer):
-        def build(self, input_shape):
-            self.centre = self.add_weight("centre", shape=centre.shape, initializer="zeros", trainable=False)
-            self.centre.assign(centre)
-
-        @tf.autograph.experimental.do_not_convert  # nothing to convert; autograph re-reads the source file
-        def call(self, inputs, training=None):  # the wrapper takes **kwargs, so Keras passes ``training``
-            return inputs - self.centre
-
-    embedding = EmbeddingCentre(name=EMBEDDING_OUTPUT)(embedding_layer(model, path).output)
-    return keras.Model(model.input, [model.output, embedding], name=model.name)
-
-
-def without_softmax(model):
-    """The same weights with the class output (the first) taken before its softmax: the logits.
-
-    Full-integer int8 quantizes a softmax output in steps of 1/256, so every confident answer comes out as
-    0.996 or 0: on 457 pedestrian windows 303 tied at the top and 86 at 0, which erases the ranking that ROC
-    AUC and non-maximum suppression rely on. Logits quantized over their own range keep it, and the runtime
-    applies the softmax in float (the manifest says "logits"); the arg-max, hence accuracy, is unchanged."""
-    from edge_cnn.keras import keras, layers
-
-    last = model.get_layer(model.output_names[0])
-    if type(last).__name__ == "Softmax":
-        logits = last.input
-    else:
-        linear = layers.Dense.from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
-        logits = linear(last.input)
-        linear.set_weights(last.get_weights())
-    return keras.Model(model.inputs, [logits, *model.outputs[1:]], name=model.name)
-
-
 # --- data -----------------------------------------------------------------------
 
 
@@ -353,19 +195,19 @@ def _accuracy(probabilities: np.ndarray | None, y: np.ndarray | None) -> float |
     return 100.0 * float(np.mean(probabilities.argmax(1) == y))
 
 
-def _optimize(src: ExportSource, qat, prune, cluster, epochs: dict[str, int], verbose: int):
+def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
     """Fine-tune on the labelled training split: (model to export, file stem, measured facts)."""
     from edge_cnn.export import optimize
 
     x, y = src.load(src.train)
-    if qat:
-        optimized, facts = optimize.quantization_aware(src.model, x, y, int(epochs["qat"]), verbose)
+    if config.qat:
+        optimized, facts = optimize.quantization_aware(src.model, x, y, int(config.qat_epochs), verbose)
         return optimized, "model_qat", facts
-    if prune is not None:
-        optimized, facts = optimize.prune(src.model, x, y, float(prune), int(epochs["prune"]), verbose)
-        return optimized, f"model_pruned{round(100 * float(prune))}", facts
-    optimized, facts = optimize.cluster(src.model, x, y, int(cluster), int(epochs["cluster"]), verbose)
-    return optimized, f"model_cluster{int(cluster)}", facts
+    if config.prune is not None:
+        optimized, facts = optimize.prune(src.model, x, y, float(config.prune), int(config.prune_epochs), verbose)
+        return optimized, f"model_pruned{round(100 * float(config.prune))}", facts
+    optimized, facts = optimize.cluster(src.model, x, y, int(config.cluster), int(config.cluster_epochs), verbose)
+    return optimized, f"model_cluster{int(config.cluster)}", facts
 
 
 # --- one artifact -------------------------------------------------------------------
@@ -374,13 +216,13 @@ def _optimize(src: ExportSource, qat, prune, cluster, epochs: dict[str, int], ve
 class _Context:
     """What the jobs share: the model, calibration data and the ONNX graphs converted once."""
 
-    def __init__(self, src, model, qat, float_io, calibration, onnx_options, opset, keep_names=False):
-        self.src, self.model, self.qat, self.float_io = src, model, qat, float_io
-        self.calibration, self.onnx_options, self.opset = calibration, onnx_options, opset
-        self.keep_names = keep_names
+    def __init__(self, src: ExportSource, model, config: ExportConfig, calibration: np.ndarray | None):
+        self.src, self.model, self.calibration = src, model, calibration
+        self.qat, self.float_io, self.opset = config.qat, config.float_io, config.opset
+        self.onnx_options, self.keep_names = config.onnx_options(), config.keep_names
         # post-training int8 of a softmax classifier outputs its logits (see ``without_softmax``);
         # a QAT model keeps its softmax, whose range it learnt inside its quantize wrappers
-        self.int8_logits = not qat and ends_in_softmax(src.model)
+        self.int8_logits = not self.qat and ends_in_softmax(src.model)
         self._logits_model: Any = None
         self._logits_reference: np.ndarray | None = None
         self._onnx: dict[bool, Any] = {}
@@ -418,32 +260,12 @@ class _Context:
         return self._onnx[logits]
 
     def write(self, job: Job, path: Path) -> None:
-        if job.format == "tflite":
-            from edge_cnn.export.tflite import convert_tflite
-
-            model = self.converted_model(job)
-            path.write_bytes(convert_tflite(model, job.precision, self.calibration, self.float_io, self.qat))
-        elif job.format == "onnx":
-            import onnx
-
-            if job.precision == "int8" and not self.qat:  # a QAT graph already carries its QDQ nodes
-                from edge_cnn.export.onnx_quant import quantize_onnx
-
-                quantize_onnx(self.onnx_graph(job), path, self.calibration, self.onnx_options)
-            elif job.precision == "int8":  # QAT: tf2onnx folded the fake-quant weights back to float32
-                from edge_cnn.export.onnx_qdq import store_weights_int8
-
-                onnx.save(store_weights_int8(self.onnx_graph(job)), str(path))
-            else:
-                onnx.save(self.onnx_graph(job), str(path))
-        else:
-            from edge_cnn.keras import tf
-
-            tf.saved_model.save(self.model, str(path))
-        if job.format != "saved_model" and not self.keep_names:  # before parity: the checked file ships
-            from edge_cnn.export.compact import compact_file
-
-            compact_file(path, job.format)
+        """The job's artifact through its format's writer, then (unless ``keep_names``) its compact
+        pass, before parity: the checked file is the one that ships."""
+        fmt = get_format(job.format)
+        fmt.write(self, job, path)
+        if not self.keep_names:
+            fmt.compact_file(path)
 
 
 def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple[Artifact | None, dict[str, Any]]:

@@ -73,3 +73,19 @@ def _captured_errors(logger_name: str) -> Iterator[list[str]]:
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def write_onnx(context, job, path) -> None:
+    """The format table's writer. fp32: the converted graph. Post-training int8: onnxruntime's QDQ
+    quantizer over it. QAT int8: the graph already carries its QDQ nodes, but tf2onnx folded the
+    fake-quant weights back to float32, so they are stored as int8 again (``onnx_qdq``)."""
+    if job.precision == "int8" and not context.qat:
+        from edge_cnn.export.onnx_quant import quantize_onnx
+
+        quantize_onnx(context.onnx_graph(job), path, context.calibration, context.onnx_options)
+    elif job.precision == "int8":
+        from edge_cnn.export.onnx_qdq import store_weights_int8
+
+        onnx.save(store_weights_int8(context.onnx_graph(job)), str(path))
+    else:
+        onnx.save(context.onnx_graph(job), str(path))

@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from edge_cnn.backends import TensorInfo, match_outputs, open_backend
+from edge_cnn.formats import get_format
 from edge_cnn.numerics import dequantize as runtime_dequantize
 from edge_cnn.numerics import l2_normalize
 from edge_cnn.numerics import quantize as runtime_quantize
@@ -83,7 +84,7 @@ def load_artifact(path: Path, format: str, keras_outputs: Sequence[KerasOutput] 
     """Open ``path`` with its runtime; ``keras_outputs`` (name, shape) locate the Keras outputs among the
     file's outputs with the runtime's own matcher (by name, else by shape, else by position); ``logits``:
     the first of them is logits, turned into probabilities before any comparison."""
-    if format == "saved_model":
+    if get_format(format).runtime == "tensorflow":
         raw, inputs, outputs = _load_saved_model(path)
     else:
         backend = open_backend(path, backend=format, threads=1)

@@ -12,7 +12,9 @@ import numpy as np
 
 from edge_cnn.keras import tf
 
-TFLITE_PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+from edge_cnn.formats import get_format
+
+TFLITE_PRECISIONS = get_format("tflite").precisions
 
 
 def convert_tflite(
@@ -48,3 +50,9 @@ def _representative(calibration: np.ndarray):
             yield [image[None].astype(np.float32)]
 
     return batches
+
+
+def write_tflite(context, job, path) -> None:
+    """The format table's writer: the job's Keras model (logits for post-training int8) as a flatbuffer."""
+    model = context.converted_model(job)
+    path.write_bytes(convert_tflite(model, job.precision, context.calibration, context.float_io, context.qat))

@@ -10,8 +10,9 @@ import json
 
 import click
 
-from edge_cnn.options import collect_inputs, finish_batch
 from edge_cnn.face.gallery import DEFAULT_THRESHOLD
+from edge_cnn.formats import embedded_formats
+from edge_cnn.options import collect_inputs, finish_batch
 
 
 @click.group()
@@ -31,7 +32,7 @@ def _load_predictor(model: str, backend: str, precision: str | None):
     return Predictor.load(model, backend=backend, precision=precision)
 
 
-_backend = click.option("--backend", type=click.Choice(["auto", "onnx", "tflite"]), default="auto", show_default=True)
+_backend = click.option("--backend", type=click.Choice(["auto", *embedded_formats()]), default="auto", show_default=True)
 _precision = click.option("--precision", default=None, help="Artifact precision from an export folder (default: the fastest OK int8).")
 
 

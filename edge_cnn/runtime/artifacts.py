@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 
 from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError
+from edge_cnn.formats import embedded_formats, format_of_file, get_format
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 
-RUNNABLE_FORMATS = ("onnx", "tflite")
 DEFAULT_PRECISIONS = ("int8", "fp32")  # the default pick: fastest int8 that passed parity, else fp32
 # Keys of an artifact's parity dict holding its measured median latency, first match wins.
 LATENCY_KEYS = ("latency_p50_ms", "latency_ms", "p50_ms")
@@ -32,8 +32,10 @@ def resolve(path: str | Path, backend: str = "auto", precision: str | None = Non
     if path.name == MANIFEST_NAME:
         manifest = load_manifest(path)
         return manifest, select(manifest, backend, precision, provider)
-    if path.suffix.lower() not in (".onnx", ".tflite"):
-        raise ModelFileError(f"{path} is neither .onnx nor .tflite: pass a model file or its export folder")
+    fmt = format_of_file(path)
+    if fmt is None or not fmt.embedded:
+        suffixes = ", ".join(get_format(name).suffix for name in embedded_formats())
+        raise ModelFileError(f"{path} is none of {suffixes}: pass a model file or its export folder")
     if not (path.parent / MANIFEST_NAME).is_file():
         raise ManifestError(
             f"model {path} has no {MANIFEST_NAME} beside it: the runtime needs the manifest written by "
@@ -66,16 +68,20 @@ def select(manifest: Manifest, backend: str = "auto", precision: str | None = No
     """Default: the fastest int8 artifact whose parity status is OK, else the fastest OK fp32 one.
 
     An explicit ``precision`` takes the fastest artifact of it that did not FAIL parity (OK before
-    WARN). LiteRT runs on the CPU only, so a GPU provider restricts the choice to ONNX.
+    WARN). Only formats whose runtime has ``provider`` are candidates (LiteRT runs on the CPU only,
+    so a GPU provider restricts the choice to ONNX).
     """
     where = manifest.root / MANIFEST_NAME if manifest.root else MANIFEST_NAME
-    if backend not in ("auto",) + RUNNABLE_FORMATS:
-        raise EdgeCNNError(f"backend {backend!r} is unknown: use auto, onnx or tflite")
-    if provider != "cpu" and backend == "tflite":
-        raise EdgeCNNError(f"LiteRT (tflite) runs on the CPU only; provider {provider!r} needs --backend onnx")
-    formats = RUNNABLE_FORMATS if backend == "auto" else (backend,)
-    if provider != "cpu":
-        formats = ("onnx",)
+    embedded = embedded_formats()
+    if backend not in ("auto", *embedded):
+        raise EdgeCNNError(f"backend {backend!r} is unknown: use auto, {', '.join(embedded)}")
+    on_provider = [name for name in embedded if provider in get_format(name).providers]
+    if backend != "auto" and backend not in on_provider:
+        raise EdgeCNNError(
+            f"{backend} ({get_format(backend).runtime}) runs on the {'/'.join(get_format(backend).providers).upper()} only; "
+            f"provider {provider!r} needs --backend {' or '.join(on_provider) or 'another runtime'}"
+        )
+    formats = tuple(on_provider) if backend == "auto" else (backend,)
     candidates = [a for a in manifest.artifacts if a.format in formats and (precision is None or a.precision == precision)]
     wanted = " ".join(part for part in (precision, "/".join(formats)) if part)
     if not candidates:

@@ -7,7 +7,7 @@ import json
 import click
 
 from edge_cnn.backends import PROVIDERS
-from edge_cnn.manifest import PRECISIONS
+from edge_cnn.formats import all_precisions, embedded_formats
 from edge_cnn.options import collect_inputs, finish_batch, recipe_option
 from edge_cnn.runtime.predictor import DEFAULT_BATCH, Predictor
 
@@ -24,10 +24,10 @@ def format_line(prediction) -> str:
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1), help="Classes listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: path, label, index, score, topk.")
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "onnx", "tflite"]))
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", *embedded_formats()]))
 @click.option("--provider", default="cpu", show_default=True, type=click.Choice(list(PROVIDERS)), help="ONNX Runtime provider.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
-@click.option("--precision", default=None, type=click.Choice(list(PRECISIONS)), help="Default: fastest int8 that passed parity, else fp32.")
+@click.option("--precision", default=None, type=click.Choice(all_precisions()), help="Default: fastest int8 that passed parity, else fp32.")
 @click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(min=1))
 @recipe_option
 def predict(model, images, topk, as_json, backend, provider, threads, precision, batch_size):

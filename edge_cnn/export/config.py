@@ -1,0 +1,101 @@
+"""``ExportConfig``: every export setting in one object, the defaults defined once.
+
+Its fields are ``edgecnn export``'s flags and a recipe's keys (the CLI reads its defaults from
+here), and ``edge_cnn.export.export(source, config)`` takes it; ``validate`` refuses impossible
+combinations before any model is loaded, naming the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.export.onnx_quant import OnnxQuantOptions
+from edge_cnn.formats import format_names, get_format
+
+DEFAULT_FINE_TUNE_EPOCHS = 2
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What to export and how. ``format`` is a comma list or a sequence of format names."""
+
+    out: str | os.PathLike | None = None  # default: SOURCE/export
+    format: Sequence[str] | str = "tflite,onnx"
+    int8: bool = False
+    fp16: bool = False
+    dynamic: bool = False
+    float_io: bool = False
+    calib: int = 200
+    calib_method: str = "minmax"
+    calib_data: str | os.PathLike | None = None
+    onnx_format: str = "qdq"
+    onnx_activations: str = "u8"
+    onnx_per_channel: bool = True
+    onnx_reduce_range: bool = True
+    opset: int = 17
+    keep_names: bool = False
+    qat: bool = False
+    qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
+    prune: float | None = None
+    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
+    cluster: int | None = None
+    cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
+    preprocess: str | os.PathLike | None = None
+    labels: str | os.PathLike | None = None
+    embedding: bool = False
+
+    @property
+    def formats(self) -> list[str]:
+        """The requested format names (unknown ones are refused by ``validate``)."""
+        text = self.format.split(",") if isinstance(self.format, str) else self.format
+        return [name.strip() for name in text if name.strip()]
+
+    @property
+    def optimizing(self) -> bool:
+        return self.qat or self.prune is not None or self.cluster is not None
+
+    def onnx_options(self) -> OnnxQuantOptions:
+        return OnnxQuantOptions(
+            format=self.onnx_format,
+            calib_method=self.calib_method,
+            per_channel=self.onnx_per_channel,
+            reduce_range=self.onnx_reduce_range,
+            activation_type=self.onnx_activations,
+        ).check()
+
+    def validate(self) -> "ExportConfig":
+        """Refuse what cannot be exported, before any work."""
+        formats = self.formats
+        unknown = [f for f in formats if f not in format_names()]
+        if unknown or not formats:
+            raise EdgeCNNError(
+                f"format {', '.join(unknown) or '(none)'} is unknown: use a comma list of {', '.join(format_names())}"
+            )
+        self.onnx_options()
+        _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.cluster, self.fp16, self.dynamic)
+        return self
+
+
+def _check_options(formats, calib, opset, qat, prune, cluster, fp16, dynamic) -> None:
+    import onnx
+
+    for flag, precision, asked in (("--fp16", "fp16", fp16), ("--dynamic", "dynamic", dynamic)):
+        writers = [name for name in format_names() if precision in get_format(name).precisions]
+        if asked and not set(writers) & set(formats):
+            raise EdgeCNNError(f"{flag} is a precision of {', '.join(writers)} only: add one to --format")
+    if sum([qat, prune is not None, cluster is not None]) > 1:
+        raise EdgeCNNError("--qat, --prune and --cluster are exclusive: export one optimization per output folder")
+    if qat and (fp16 or dynamic):
+        raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic")
+    if prune is not None and not 0.0 < float(prune) < 1.0:
+        raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
+    if cluster is not None and int(cluster) < 2:
+        raise EdgeCNNError(f"--cluster {cluster} must be at least 2 clusters (e.g. 16)")
+    if int(calib) < 1:
+        raise EdgeCNNError(f"--calib {calib} must be at least 1 image")
+    if not MIN_OPSET <= int(opset) <= onnx.defs.onnx_opset_version():
+        raise EdgeCNNError(f"--opset {opset} is outside {MIN_OPSET}..{onnx.defs.onnx_opset_version()}")
