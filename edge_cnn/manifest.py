@@ -21,6 +21,7 @@ from edge_cnn.errors import ManifestError, ModelFileError
 from edge_cnn.formats import all_precisions, format_names
 from edge_cnn.io import sha256_file
 from edge_cnn.preprocess import PreprocessSpec
+from edge_cnn.tasks import DEFAULT_TASK, task_names
 
 SCHEMA = 1
 MANIFEST_NAME = "manifest.json"
@@ -69,6 +70,7 @@ class Manifest:
     source_sha256: str
     artifacts: list[Artifact]
     created_by: str = ""
+    task: str = DEFAULT_TASK  # a name of the task table (edge_cnn.tasks): how the runtime reads the outputs
     schema: int = SCHEMA
     root: Path | None = dataclasses.field(default=None, compare=False)  # folder of the manifest file
 
@@ -119,6 +121,7 @@ class Manifest:
         return {
             "schema": self.schema,
             "created_by": self.created_by,
+            "task": self.task,
             "source_sha256": self.source_sha256,
             "labels": list(self.labels),
             "preprocess": self.preprocess.to_dict(),
@@ -148,10 +151,11 @@ class Manifest:
             preprocess = PreprocessSpec.from_dict(_object(data["preprocess"], "preprocess"))
             source_sha256 = _string(data["source_sha256"], "source_sha256")
             created_by = _string(data.get("created_by", ""), "created_by")
+            task = _choice(data.get("task", DEFAULT_TASK), task_names(), "task")
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ManifestError(f"{where} is invalid ({detail}): re-export the model") from None
-        return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, root=root)
+        return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, task=task, root=root)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:

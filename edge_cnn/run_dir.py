@@ -67,6 +67,15 @@ class RunDir:
             raise EdgeCNNError(f"{self.labels_path} names a class twice: each class name must be unique")
         return labels
 
+    def task(self) -> str:
+        """The task the run was trained for: ``config.yaml``'s ``task`` (the default for runs without one)."""
+        from edge_cnn.recipes import load_recipe
+        from edge_cnn.tasks import DEFAULT_TASK
+
+        if not self.config_path.is_file():
+            return DEFAULT_TASK
+        return str(load_recipe(self.config_path).get("task") or DEFAULT_TASK)
+
     def preprocess(self) -> PreprocessSpec:
         self.require("preprocess")
         return PreprocessSpec.load(self.preprocess_path)

@@ -1,5 +1,5 @@
-"""The format and task tables: a format is added by registering it, and export, bench and the
-runtime take it without a change to their code."""
+"""The format and task tables: a format or a task is added by registering it, and training,
+export, bench and the runtime take it without a change to their code."""
 
 from __future__ import annotations
 
@@ -55,3 +55,55 @@ def test_the_table_lists_every_format_once_with_its_runtime_and_providers():
     assert get_format("saved_model").embedded is False and get_format("tflite").embedded is True
     with pytest.raises(RuntimeError, match="suffix '.onnx' is taken"):
         register_format(Format("other", ".onnx", ("fp32",), "onnxruntime", writer=print))
+
+
+@pytest.fixture
+def ranking_task():
+    """A made-up task: the classify head under other layer names, metrics with one extra figure, and
+    answers that are the labels in ranked order."""
+    from edge_cnn.tasks import register_task, unregister_task
+    from edge_cnn.tasks.classify import Classify
+
+    class Rank(Classify):
+        name, model_suffix = "rank", "ranker"
+        head_layers = ("rank_pool", "rank_dropout", "rank_scores")
+        feature_layer = "rank_pool"
+
+        def build_head(self, features, num_outputs, *, dropout, pooling):
+            from edge_cnn.keras import layers
+
+            x = layers.GlobalAveragePooling2D(name="rank_pool")(features)
+            x = layers.Dropout(dropout, name="rank_dropout")(x)
+            return layers.Dense(num_outputs, activation="softmax", name="rank_scores")(x)
+
+        def evaluate(self, truth, outputs, labels):
+            return {**super().evaluate(truth, outputs, labels), "ranked": True}
+
+        def postprocess(self, values, meaning, labels, topk, paths):
+            return [[label for label, _ in p.topk] for p in super().postprocess(values, meaning, labels, topk, paths)]
+
+    register_task(Rank())
+    try:
+        yield
+    finally:
+        unregister_task("rank")
+
+
+def test_a_registered_task_is_trained_exported_and_run(ranking_task, square_images, tmp_path):
+    import json
+
+    from edge_cnn.export import export
+    from edge_cnn.runtime import Predictor
+    from edge_cnn.train import TrainConfig, train
+
+    config = TrainConfig(data=str(square_images), out=str(tmp_path / "run"), task="rank", model="small_convnet",
+                         width=0.25, img_size="16x16", epochs=1, fine_tune_epochs=0, batch_size=16)
+    result = train(config, verbose=0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["ranked"] is True and "task: rank" in (tmp_path / "run" / "config.yaml").read_text()
+    exported = export(result.run_dir, format="onnx", embedding=True)
+    assert exported.manifest.task == "rank" and not exported.failed
+    assert {o.meaning for o in exported.manifest.artifacts[0].outputs} == {"probabilities", "embedding"}
+    image = sorted(square_images.glob("red/*.png"))[0]
+    ranked = Predictor.load(result.run_dir / "export").predict([image], topk=2)[0]
+    assert sorted(ranked) == ["blue", "red"]

@@ -46,7 +46,7 @@ def basic_run(square_images, tmp_path_factory):
 # --- pure functions -------------------------------------------------------------------
 
 def test_metrics_per_class_and_confusion():
-    from edge_cnn.train.metrics import classification_metrics
+    from edge_cnn.tasks.classify import classification_metrics
 
     truth = np.array([0, 0, 0, 1, 1, 2])
     probabilities = np.eye(3)[[0, 0, 1, 1, 0, 2]] * 0.9 + 0.1 / 3
@@ -165,7 +165,7 @@ def _three_class_folder(square_images: Path, root: Path) -> Path:
 
 def test_path_transfer_then_two_stages(basic_run, square_images, tmp_path):
     from edge_cnn.keras import keras
-    from edge_cnn.train.model import HEAD_LAYERS
+    from edge_cnn.tasks.classify import Classify
 
     source = keras.models.load_model(Path(basic_run.run_dir) / "model.keras", compile=False)
     data = _three_class_folder(square_images, tmp_path / "three")
@@ -173,7 +173,7 @@ def test_path_transfer_then_two_stages(basic_run, square_images, tmp_path):
     result = _train(tiny(data, tmp_path / "b", weights=str(basic_run.run_dir), epochs=1, fine_tune_epochs=1,
                          fine_tune_lr=0.01), callbacks=[snapshots.callback])
     start, stage2, end = snapshots.snapshots[0], snapshots.snapshots[2], snapshots.snapshots[3]
-    backbone = [layer for layer in source.layers if layer.weights and layer.name not in HEAD_LAYERS]
+    backbone = [layer for layer in source.layers if layer.weights and layer.name not in Classify.head_layers]
     assert result.transferred["layers"] == len(backbone) > 0
     for layer in backbone:  # B starts from A's backbone
         for mine, theirs in zip(start[layer.name], layer.get_weights()):
@@ -193,9 +193,9 @@ def test_path_transfer_then_two_stages(basic_run, square_images, tmp_path):
 
 
 def test_unfreeze_top_layers_only(square_images, tmp_path):
-    from edge_cnn.train.model import backbone_layers, build_classifier, set_stage
+    from edge_cnn.train.model import backbone_layers, build_model, set_stage
 
-    model = build_classifier("small_convnet", (16, 16, 3), 2, width=0.25)
+    model = build_model("small_convnet", (16, 16, 3), 2, width=0.25)
     set_stage(model, 2, pretrained=True, unfreeze=1)
     trainable = [layer.name for layer in backbone_layers(model) if layer.trainable and layer.weights]
     assert trainable == ["stage3_conv"]

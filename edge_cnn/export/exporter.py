@@ -24,6 +24,7 @@ from edge_cnn.export.plan import Job, plan_jobs
 from edge_cnn.export.source import ExportSource, calibration_items, ends_in_softmax, load_source
 from edge_cnn.export.surgery import centre_images, embedding_centre, embedding_layer, with_embedding, without_softmax
 from edge_cnn.formats import get_format
+from edge_cnn.tasks import get_task
 from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
 from edge_cnn.report import write_reports
@@ -98,7 +99,7 @@ def export(
     if config.embedding:
         log("centring the embedding on the mean feature of the " + centre_images(src)[1])
         centre, facts["embedding"] = embedding_centre(model, src)
-        model = with_embedding(model, src.model_path, centre)
+        model = with_embedding(model, src, centre)
         reference, reference_embedding = model.predict(x_test, verbose=0)
     else:
         reference, reference_embedding = model.predict(x_test, verbose=0), None
@@ -124,6 +125,7 @@ def export(
         source_sha256=src.sha256,
         artifacts=artifacts,
         created_by=f"edgecnn {__version__} export",
+        task=src.task,
     )
     manifest_path = manifest.save(src.out_dir)
     manifest = load_manifest(manifest_path)  # the contract is checked the way its readers check it
@@ -163,7 +165,7 @@ def _check_data(src: ExportSource, int8: bool, qat: bool, optimizing: bool) -> N
 
 
 def _check_embedding(src: ExportSource) -> None:
-    embedding_layer(src.model, src.model_path)
+    embedding_layer(src.model, src.model_path, src.task)
     if not centre_images(src)[0]:
         raise EdgeCNNError(
             f"--embedding centres the features on their mean over training images and {src.model_path.name} "
@@ -287,7 +289,7 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         return None, _failed_row(job, final, str(exc))
     except Exception as exc:  # noqa: BLE001  (any converter/runtime error fails this artifact only)
         return None, _failed_row(job, final, f"{type(exc).__name__}: {_first_line(exc)}")
-    class_meaning = "probabilities" if ends_in_softmax(context.src.model) and not logits else "logits"
+    class_meaning = get_task(context.src.task).output_meaning(ends_in_softmax(context.src.model), logits)
     meanings = {position: "embedding" if k == 1 else class_meaning for k, position in enumerate(loaded.order)}
     artifact = Artifact(
         path=final.name,

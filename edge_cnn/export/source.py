@@ -18,6 +18,7 @@ from edge_cnn.io import sha256_file
 from edge_cnn.keras_file import load_keras_model
 from edge_cnn.preprocess import PreprocessSpec, find_images
 from edge_cnn.run_dir import RunDir
+from edge_cnn.tasks import DEFAULT_TASK
 
 Items = list[tuple[str, int]]  # (image path, class index); class -1 when unknown
 
@@ -34,6 +35,7 @@ class ExportSource:
     trained: bool  # fitted at least once (fake-quant ranges and BN statistics are meaningful)
     sha256: str
     out_dir: Path
+    task: str = DEFAULT_TASK  # the run's task (a bare .keras file: the default)
 
     @property
     def test_labelled(self) -> bool:
@@ -79,6 +81,7 @@ def load_source(
         trained=trained_hint or _was_fitted(model),
         sha256=sha256_file(model_path),
         out_dir=Path(out) if out else default_out,
+        task=RunDir(path).task() if path.is_dir() else DEFAULT_TASK,
     )
 
 

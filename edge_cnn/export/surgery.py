@@ -13,21 +13,22 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export.source import ExportSource
+from edge_cnn.tasks import get_task
 
-EMBEDDING_LAYER = "head_pool"
 EMBEDDING_OUTPUT = "embedding"
 CENTRE_BATCH = 256  # images per forward pass when averaging the training features
 
 
-def embedding_layer(model, path: Path):
-    """The trainer's ``head_pool`` layer (global average pooling: the penultimate features).
-    A QAT model wraps it as ``quant_head_pool``."""
-    for name in (EMBEDDING_LAYER, f"quant_{EMBEDDING_LAYER}"):
+def embedding_layer(model, path: Path, task: str | None = None):
+    """The task's feature layer (classify: ``head_pool``, the pooled penultimate features).
+    A QAT model wraps it as ``quant_<name>``."""
+    feature_layer = get_task(task).feature_layer
+    for name in (feature_layer, f"quant_{feature_layer}"):
         if name in {layer.name for layer in model.layers}:
             return model.get_layer(name)
     raise EdgeCNNError(
-        f"{Path(path).name} has no {EMBEDDING_LAYER!r} layer, so --embedding does not know which features to "
-        f"export: train it with `edgecnn train` (whose head pools into {EMBEDDING_LAYER!r}) "
+        f"{Path(path).name} has no {feature_layer!r} layer, so --embedding does not know which features to "
+        f"export: train it with `edgecnn train` (whose head pools into {feature_layer!r}) "
         "or export without --embedding"
     )
 
@@ -43,17 +44,17 @@ def embedding_centre(model, src: ExportSource) -> tuple[np.ndarray, dict[str, An
     from edge_cnn.keras import keras
 
     items, origin = centre_images(src)
-    features = keras.Model(model.input, embedding_layer(model, src.model_path).output)
+    features = keras.Model(model.input, embedding_layer(model, src.model_path, src.task).output)
     total = 0.0
     for start in range(0, len(items), CENTRE_BATCH):
         x, _ = src.load(items[start : start + CENTRE_BATCH])
         total = total + features.predict(x, verbose=0).astype(np.float64).reshape(len(x), -1).sum(axis=0)
     centre = (total / len(items)).astype(np.float32)
-    record = {"centred": True, "centre": f"mean {EMBEDDING_LAYER} feature", "centre_images": origin,
+    record = {"centred": True, "centre": f"mean {get_task(src.task).feature_layer} feature", "centre_images": origin,
               "centre_count": len(items), "centre_norm": float(np.linalg.norm(centre))}
     return centre, record
 
-def with_embedding(model, path: Path, centre: np.ndarray):
+def with_embedding(model, src: ExportSource, centre: np.ndarray):
     """The same weights with two outputs: (probabilities, head_pool features - centre).
 
     The subtraction is a layer of the graph, so every format and precision (int8 included, whose output
@@ -69,7 +70,7 @@ def with_embedding(model, path: Path, centre: np.ndarray):
         def call(self, inputs, training=None):  # the wrapper takes **kwargs, so Keras passes ``training``
             return inputs - self.centre
 
-    embedding = EmbeddingCentre(name=EMBEDDING_OUTPUT)(embedding_layer(model, path).output)
+    embedding = EmbeddingCentre(name=EMBEDDING_OUTPUT)(embedding_layer(model, src.model_path, src.task).output)
     return keras.Model(model.input, [model.output, embedding], name=model.name)
 
 def without_softmax(model):

@@ -11,7 +11,7 @@ Depends on numpy, Pillow, onnxruntime and ai-edge-litert only (plus edgecnn's pu
 """
 
 from edge_cnn.backends import PROVIDERS, OnnxBackend, TensorInfo, TFLiteBackend, open_backend
-from edge_cnn.runtime.postprocess import Prediction
+from edge_cnn.tasks.classify import Prediction
 from edge_cnn.runtime.predictor import Predictor
 
 __all__ = ["PROVIDERS", "OnnxBackend", "Prediction", "Predictor", "TFLiteBackend", "TensorInfo", "open_backend"]

@@ -22,7 +22,8 @@ from edge_cnn.errors import EdgeCNNError, ImageError, ManifestError
 from edge_cnn.manifest import Artifact, Manifest, TensorSpec
 from edge_cnn.numerics import dequantize, l2_normalize, quantize, softmax
 from edge_cnn.runtime import artifacts as artifact_files
-from edge_cnn.runtime.postprocess import Prediction, to_predictions
+from edge_cnn.tasks import get_task
+from edge_cnn.tasks.classify import Prediction
 
 CLASS_MEANINGS = ("probabilities", "logits", None)  # an output without a meaning is taken as probabilities
 DEFAULT_BATCH = 32
@@ -36,6 +37,7 @@ class Predictor:
         self.artifact = artifact
         self.backend = backend
         self.spec = manifest.preprocess
+        self.task = get_task(manifest.task)  # its post-processing turns the main output into answers
         self.labels = list(manifest.labels)
         self.model_path = manifest.artifact_path(artifact)
         self._input = artifact.inputs[0]
@@ -192,8 +194,8 @@ class Predictor:
 
     def _classify(self, batch: np.ndarray, paths: list[str | None], topk: int) -> list[Prediction]:
         self._require_classes()
-        probabilities = self._probabilities(self._forward(batch)[self._class_output])
-        return to_predictions(probabilities, self.labels, topk, paths)
+        meaning = self.artifact.outputs[self._class_output].meaning
+        return self.task.postprocess(self._forward(batch)[self._class_output], meaning, self.labels, topk, paths)
 
     def _checked_batch(self, batch: Any) -> np.ndarray:
         expected = self.spec.input_shape

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from edge_cnn.errors import EdgeCNNError
 from edge_cnn.options import recipe_option
 from edge_cnn.preprocess import parse_size
-from edge_cnn.errors import EdgeCNNError
+from edge_cnn.tasks import task_names
 from edge_cnn.train.config import OPTIMIZERS, POOLINGS, SCHEDULES, STRATEGIES, TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -61,6 +62,8 @@ Examples:
 @click.option("--data", default=DEFAULTS.data, show_default=True,
               help="Image folder (one sub-folder per class, or train/ val/ test/) or an embedded set: face.")
 @click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL).")
+@click.option("--task", type=click.Choice(task_names()), default=DEFAULTS.task, show_default=True,
+              help="What the model learns (the task table, edge_cnn.tasks): its head, loss and metrics.")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Backbone from `edgecnn zoo`.")
 @click.option("--width", type=float, default=None, help="Width multiplier of the family (alpha, width).")
 @click.option("--img-size", default=None, callback=_size, help="Input HxW, e.g. 128x64 (default: the model's).")

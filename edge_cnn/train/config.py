@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.tasks import DEFAULT_TASK, task_names
+from edge_cnn.tasks.classify import POOLINGS
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 COLORS = ("rgb", "grayscale")
-POOLINGS = ("avg", "max", "flatten")
 # TrainConfig key -> AugmentConfig field (the flag says hflip, the data layer horizontal_flip)
 AUGMENT_KEYS = {
     "rotation": "rotation",
@@ -43,6 +44,7 @@ class TrainConfig:
 
     data: str = "face"
     out: str | None = None
+    task: str = DEFAULT_TASK
     model: str = "small_convnet"
     width: float | None = None
     img_size: str | None = None
@@ -93,6 +95,7 @@ class TrainConfig:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("color", self.color, COLORS)
         _choice("pooling", self.pooling, POOLINGS)
+        _choice("task", self.task, task_names())
         if self.img_size is not None:
             from edge_cnn.preprocess import parse_size
 

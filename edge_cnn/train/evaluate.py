@@ -31,5 +31,5 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size
     items = scan.items if scan.presplit is None else [item for part in scan.presplit.values() for item in part]
     mapped = [(path, labels.index(scan.classes[index])) for path, index in items]
     model = load_keras_model(run.model_path)
-    metrics = evaluate_items(model, {"data": mapped}, run.preprocess(), labels, batch_size)["data"]
+    metrics = evaluate_items(model, {"data": mapped}, run.preprocess(), labels, batch_size, task=run.task())["data"]
     return {"run": str(run.path), "data": str(scan.root), "labels": labels, **metrics, "skipped": scan.skipped}

@@ -1,10 +1,8 @@
-"""The classifier: a zoo backbone plus a new head, and the two transfer-learning stages.
+"""The trained model: a zoo backbone plus its task's head, and the two transfer-learning stages.
 
 One flat functional model (no nested backbone) so that export, QAT (tfmot cannot
-quantize nested models) and CAM see every layer. Layer names are the contract:
-``head_pool`` (global average or max pooling, or Flatten: its input is the last feature
-map, its output the embedding), ``head_dropout`` and ``predictions`` (Dense softmax). Every other layer
-belongs to the backbone.
+quantize nested models) and CAM see every layer. The task (``edge_cnn.tasks``) builds the
+head and names its layers; every other layer belongs to the backbone.
 
 Freezing relies on Keras 2 semantics: a BatchNormalization layer with
 ``trainable=False`` runs in inference mode (moving statistics used and not updated)
@@ -20,9 +18,7 @@ from pathlib import Path
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.keras import keras, layers, tf
 from edge_cnn.keras_file import load_keras_model
-from edge_cnn.train.config import POOLINGS
-
-HEAD_LAYERS = ("head_pool", "head_dropout", "predictions")
+from edge_cnn.tasks import get_task
 
 # zoo name -> (keras.applications constructor, weights file stem, PreprocessSpec normalisation)
 # Only families whose Keras Applications normalisation fits PreprocessSpec (no BGR flip).
@@ -36,13 +32,10 @@ IMAGENET = {
 }
 
 
-def build_classifier(name: str, input_shape, num_classes: int, *, width=None, dropout: float = 0.2,
-                     pooling: str = "avg"):
-    """Zoo backbone (``include_top=False``) -> pooling -> Dropout -> Dense softmax.
-
-    ``pooling`` is Keras Applications' argument plus ``flatten``: global pooling makes a bag of
-    local features, Flatten keeps where each feature is, which a shallow backbone on a fixed-size
-    window (a pedestrian's head above its legs) needs."""
+def build_model(name: str, input_shape, num_outputs: int, *, task: str | None = None, width=None,
+                dropout: float = 0.2, pooling: str = "avg"):
+    """Zoo backbone ``name`` (``include_top=False``) -> the task's head (classify: pooling -> Dropout ->
+    Dense softmax; ``pooling`` is avg, max or flatten)."""
     from edge_cnn import zoo
 
     options = {}
@@ -51,38 +44,28 @@ def build_classifier(name: str, input_shape, num_classes: int, *, width=None, dr
         if option is None:
             raise EdgeCNNError(f"model {name} has no width multiplier: drop --width")
         options[option] = float(width)
-    backbone = zoo.build(name, input_shape=tuple(input_shape), num_classes=num_classes, include_top=False, **options)
+    head = get_task(task)
+    backbone = zoo.build(name, input_shape=tuple(input_shape), num_classes=num_outputs, include_top=False, **options)
     features = backbone.output
     if len(features.shape) != 4:
         raise EdgeCNNError(f"{name} without its top gives shape {features.shape}; the head needs a 4-D feature map")
-    x = _pooling_layer(pooling)(features)
-    x = layers.Dropout(float(dropout), name="head_dropout")(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax", name="predictions")(x)
-    return keras.Model(backbone.input, outputs, name=f"{name}_classifier")
+    outputs = head.build_head(features, int(num_outputs), dropout=dropout, pooling=pooling)
+    return keras.Model(backbone.input, outputs, name=f"{name}_{head.model_suffix}")
 
 
-def _pooling_layer(pooling: str):
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="head_pool")
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="head_pool")
-    if pooling == "flatten":
-        return layers.Flatten(name="head_pool")
-    raise EdgeCNNError(f"--pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-
-
-def backbone_layers(model) -> list:
-    return [layer for layer in model.layers if layer.name not in HEAD_LAYERS]
+def backbone_layers(model, task: str | None = None) -> list:
+    head_layers = get_task(task).head_layers
+    return [layer for layer in model.layers if layer.name not in head_layers]
 
 
 def _weighted(layer) -> bool:
     return bool(layer.weights) and not isinstance(layer, layers.BatchNormalization)
 
 
-def set_stage(model, stage: int, *, pretrained: bool, unfreeze: int | None) -> None:
+def set_stage(model, stage: int, *, pretrained: bool, unfreeze: int | None, task: str | None = None) -> None:
     """Stage 1: head only when pretrained, everything from scratch.
     Stage 2: the top ``unfreeze`` weighted backbone layers (all when None), BN always frozen."""
-    backbone = backbone_layers(model)
+    backbone = backbone_layers(model, task)
     for layer in model.layers:
         layer.trainable = True
     if stage == 1:
@@ -145,17 +128,19 @@ def _copy_in_order(source, target_layers) -> int:
     return len(target_layers)
 
 
-def load_initial_weights(model, weights: str, *, model_name: str, width=None) -> tuple[int, int, str]:
+def load_initial_weights(model, weights: str, *, model_name: str, width=None, task: str | None = None
+                         ) -> tuple[int, int, str]:
     """``--weights none|imagenet|PATH`` into the backbone.
 
     Returns (layers copied, backbone layers with weights, where from). Raises when
     nothing matched, so a wrong file never silently trains from scratch.
     """
-    names = {layer.name for layer in backbone_layers(model)}
-    total = sum(1 for layer in backbone_layers(model) if layer.weights)
+    backbone = backbone_layers(model, task)
+    names = {layer.name for layer in backbone}
+    total = sum(1 for layer in backbone if layer.weights)
     if weights == "imagenet":
         source, origin = _imagenet_backbone(model, model_name, width)
-        copied = copy_weights(source, model, layer_names=names) or _copy_in_order(source, backbone_layers(model))
+        copied = copy_weights(source, model, layer_names=names) or _copy_in_order(source, backbone)
     else:
         origin = str(_weights_file(weights))
         source = load_keras_model(origin)

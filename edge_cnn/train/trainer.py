@@ -26,8 +26,9 @@ from edge_cnn.preprocess import PreprocessSpec
 from edge_cnn.run_dir import SPLITS, RunDir
 from edge_cnn.train import callbacks as cb
 from edge_cnn.train.config import TrainConfig
-from edge_cnn.train.metrics import classification_metrics, predict_split
-from edge_cnn.train.model import add_l2, build_classifier, imagenet_preprocess, load_initial_weights, set_stage
+from edge_cnn.tasks import get_task
+from edge_cnn.train.metrics import predict_split
+from edge_cnn.train.model import add_l2, build_model, imagenet_preprocess, load_initial_weights, set_stage
 from edge_cnn.train.plots import plot_confusion, plot_curves
 
 
@@ -94,12 +95,13 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
     if used["replicas"] > 1 or config.strategy != "auto":
         _say(verbose, f"strategy: {used['name']} on {used['replicas']} device(s)")
     with strategy.scope():
-        model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
-                                 width=config.width, dropout=config.dropout, pooling=config.pooling)
+        model = build_model(config.model, data.spec.input_shape, len(data.classes), task=config.task,
+                            width=config.width, dropout=config.dropout, pooling=config.pooling)
         add_l2(model, config.l2)
     transferred = None
     if state is None and config.weights != "none":
-        copied, total, origin = load_initial_weights(model, config.weights, model_name=config.model, width=config.width)
+        copied, total, origin = load_initial_weights(model, config.weights, model_name=config.model, width=config.width,
+                                                     task=config.task)
         transferred = {"layers": copied, "backbone_layers": total, "source": origin}
         _say(verbose, f"initial weights: {copied} of {total} backbone layers from {origin}")
     history = [row for row in cb.read_history(run.history_path) if state and row["epoch"] <= state["epoch"]]
@@ -299,10 +301,10 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
         stage_state = {"stage": stage, "stage_start": start, "epoch": done, "stage_done": False, "best": best,
                        "counters": {}}
         with strategy.scope():
-            set_stage(model, stage, pretrained=pretrained, unfreeze=config.unfreeze_layers())
+            set_stage(model, stage, pretrained=pretrained, unfreeze=config.unfreeze_layers(), task=config.task)
             optimizer = make_optimizer(config, learning_rate)
-            model.compile(optimizer, keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          metrics=["accuracy"])
+            task = get_task(config.task)
+            model.compile(optimizer, task.loss(config.label_smoothing), metrics=task.metrics())
             if state is not None:  # optimizer slots must exist before its state is read back
                 optimizer.build(model.trainable_variables)
                 checkpoints.restore(model, optimizer if entering else None)
@@ -358,24 +360,22 @@ def _log_callbacks(run) -> list:
 # --- evaluation -----------------------------------------------------------------------
 
 def evaluate_items(model, splits: dict[str, list[tuple[str, int]]], spec: PreprocessSpec, classes: list[str],
-                   batch_size: int = 64) -> dict[str, Any]:
-    """{split: classification metrics} of ``model`` on each non-empty split."""
+                   batch_size: int = 64, task: str | None = None) -> dict[str, Any]:
+    """{split: the task's metrics} of ``model`` on each split (an empty split gives the empty metrics)."""
     from edge_cnn.data import make_dataset
 
+    evaluate = get_task(task).evaluate
     results = {}
     for split, items in splits.items():
-        if items:
-            dataset = make_dataset(items, spec, len(classes), batch_size, cache=False)
-            results[split] = classification_metrics(*predict_split(model, dataset), classes)
-        else:
-            results[split] = classification_metrics(*predict_split(model, []), classes)
+        dataset = make_dataset(items, spec, len(classes), batch_size, cache=False) if items else []
+        results[split] = evaluate(*predict_split(model, dataset), classes)
     return results
 
 
 def save_best_model(run: RunDir, data: _Data, config: TrainConfig):
     """model.keras = a fresh classifier holding the best epoch's weights (uncompiled, all trainable)."""
-    model = build_classifier(config.model, data.spec.input_shape, len(data.classes),
-                             width=config.width, dropout=config.dropout, pooling=config.pooling)
+    model = build_model(config.model, data.spec.input_shape, len(data.classes), task=config.task,
+                        width=config.width, dropout=config.dropout, pooling=config.pooling)
     model.set_weights(cb.load_arrays(cb.Checkpoints(run.checkpoints_dir).best_path))
     with atomic_path(run.model_path) as tmp:
         model.save(tmp)
@@ -388,7 +388,7 @@ def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict
     the initial weights), curves.png, confusion.png."""
     model = save_best_model(run, data, config)
     metrics: dict[str, Any] = {"labels": data.classes}
-    metrics.update(evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size))
+    metrics.update(evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size, task=config.task))
     shown = next((s for s in ("test", "val", "train") if metrics[s]["images"]), "train")
     latest = cb.Checkpoints(run.checkpoints_dir).latest() or {}
     metrics.update(
