@@ -108,3 +108,26 @@ def tiny_run_dir(tmp_path_factory, square_images) -> Path:
     run.write_split("val", shuffled[32:40])
     run.write_split("test", shuffled[40:])
     return run.path
+
+
+def write_grey_png(path: Path, side: int) -> Path:
+    """A black side x side grey PNG written row by row: a 20000x20000 decompression bomb (400 MB
+    decoded) costs a few hundred KB on disk and no image in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(side + 1)  # filter byte 0, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb(tmp_path_factory) -> Path:
+    """A decompression bomb: a 20000x20000 PNG of a few hundred KB."""
+    return write_grey_png(tmp_path_factory.mktemp("bomb") / "bomb.png", 20_000)

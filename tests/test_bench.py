@@ -19,6 +19,7 @@ from edge_cnn.timing import measure_calls, summarize, time_calls
 from edge_cnn.cli import main
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.preprocess import PreprocessSpec
+from conftest import tiny_classifier
 
 SIZE = 16
 FAST = dict(warmup=2, runs=20)
@@ -36,23 +37,18 @@ def _tensor(name, shape, dtype, quant=None, **extra):
 def models(tmp_path_factory):
     """run/model.keras plus run/export/{fp32.onnx, fp32.tflite, int8.tflite, dynamic.onnx} and a manifest
     written here with edge_cnn.manifest (the export stage is written in parallel)."""
-    from edge_cnn.keras import keras, layers, tf
     import tf2onnx
 
-    from edge_cnn.io import gzip_size, sha256_file
-    from edge_cnn.manifest import Artifact, Manifest
     from edge_cnn.backends import open_backend
+    from edge_cnn.io import gzip_size, sha256_file
+    from edge_cnn.keras import keras, tf
+    from edge_cnn.manifest import Artifact, Manifest
 
     keras.utils.set_random_seed(0)
     run_dir = tmp_path_factory.mktemp("bench") / "run"
     export = run_dir / "export"
     export.mkdir(parents=True)
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    h = layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
-    h = layers.BatchNormalization()(h)
-    h = layers.ReLU()(h)
-    h = layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(h))
+    model = tiny_classifier((SIZE, SIZE, 3), 2, filters=(4,))
     model.save(run_dir / "model.keras")
     for name, shape in (("fp32.onnx", (None, SIZE, SIZE, 3)), ("dynamic.onnx", (None, None, None, 3))):
         signature = (tf.TensorSpec(shape, tf.float32, name="image"),)

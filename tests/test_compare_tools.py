@@ -1,4 +1,5 @@
-"""tools/compare_pedestrian.py and tools/compare_faces.py on tiny runs over real windows and faces.
+"""The pedestrian, faces and cv studies (``edge_cnn.studies``), run through their ``tools/*.py`` entry points,
+on tiny runs over real windows and faces.
 
 The runs are tiny Conv-BN-ReLU models trained here for a few epochs (their accuracy is not the point);
 the scripts must export them (int8 included), measure every method on the same held-out images, honour
@@ -141,11 +142,11 @@ def test_pedestrian_cv_scores_every_window_once_with_models_that_never_saw_its_p
     import yaml
 
     from edge_cnn.baselines import HogPeopleScorer, roc_auc
-    from edge_cnn.cli import load_recipe
+    from edge_cnn.recipes import load_recipe
     from edge_cnn.data import group_key
     from edge_cnn.preprocess import PreprocessSpec
 
-    recipe = load_recipe(REPO / "models" / "pedestrian.yaml")
+    recipe = load_recipe("pedestrian")
     photo = re.compile(recipe["group_by"])
     root = shared_data / "pedestrian"
     data = tmp_path / "data"

@@ -1,4 +1,5 @@
-"""tools/enrollment_protocol.py on a tiny AT&T subset: 6 people (symlinks), 2 unseen, 1 epoch, TFLite only.
+"""The enrollment study (``edge_cnn.studies.enrollment_protocol``, run as tools/enrollment_protocol.py) on a tiny
+AT&T subset: 6 people (symlinks), 2 unseen, 1 epoch, TFLite only.
 
 The accuracy of a 1-epoch model is not the point: the protocol must keep the unseen people out of training,
 use the same probes for every k, measure every artifact and k, reuse its finished run, and refuse bad input.

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -202,24 +200,6 @@ def test_truncated_and_foreign_files_are_one_line_errors(tiny_run_dir, tmp_path)
 
 
 # --- images ------------------------------------------------------------------------------------
-
-
-def png_bomb(path: Path, side: int = 20000) -> Path:
-    """A grey PNG of side x side black pixels, a few hundred KB on disk, written row by row."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    compressor = zlib.compressobj(9)
-    row = b"\0" * (side + 1)
-    body = b"".join(compressor.compress(row * 500) for _ in range(side // 500)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
-
-
-@pytest.fixture(scope="module")
-def bomb(tmp_path_factory) -> Path:
-    return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
 
 
 def test_decompression_bomb_is_refused_for_that_image_only(bomb, exported, square_images):

@@ -3,16 +3,12 @@ thing and the fix, exit code 2, no traceback, and the valid items of the same ca
 
 import json
 import shutil
-import struct
 import time
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_square_images
-from PIL import Image
+from conftest import make_square_images, write_grey_png
 
 from edge_cnn.cli import main
 from edge_cnn.face import Gallery
@@ -28,25 +24,6 @@ def export_dir(tiny_run_dir, tmp_path_factory):
     shutil.copytree(tiny_run_dir, run)
     export(run, format=("tflite",), embedding=True)
     return run / "export"
-
-
-def write_grey_png(path: Path, side: int) -> Path:
-    """A black side x side greyscale PNG written row by row, so a 20000x20000 decompression bomb
-    (400 MB decoded) costs a few hundred KB and no image in memory."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = bytes(side + 1)  # filter byte 0, then the pixels
-    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
-    return path
-
-
-@pytest.fixture(scope="module")
-def bomb(tmp_path_factory) -> Path:
-    return write_grey_png(tmp_path_factory.mktemp("bomb") / "bomb.png", 20_000)
 
 
 @pytest.fixture

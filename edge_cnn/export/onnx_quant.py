@@ -3,7 +3,7 @@
 Calibrated on the same preprocessed training images as the TFLite int8 model. Defaults:
 QDQ (the form TensorRT and the CUDA provider consume), per-channel s8 weights, u8
 activations with ``reduce_range`` (7-bit weights): on an AVX2 CPU without VNNI this was the
-fastest variant within 1 pp in ``tools/bench_export.py`` (u8 activations ~30% faster than
+fastest variant within 1 pp in ``edgecnn study export`` (u8 activations ~30% faster than
 s8; without reduce_range u8s8 lost 1.2 pp, the known AVX2 u8s8 saturation).
 """
 

@@ -25,7 +25,7 @@ from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
 
 UNKNOWN = "unknown"
 # Cosine similarity below which the nearest enrolled person is rejected as "unknown", for embeddings
-# centred on the training mean (`edgecnn export --embedding`). Chosen with tools/enrollment_protocol.py
+# centred on the training mean (`edgecnn export --embedding`). Chosen with `edgecnn study enrollment`
 # (AT&T, faces_id recipe, 10 unseen people enrolled from 1, 2 and 3 images, splits of seeds 0, 1, 2:
 # 630 probes): the equal-error point between genuine probes (cosine to their own centroid, median 0.90)
 # and strangers (cosine to the nearest centroid of a gallery without them, median 0.56) is 0.733 fp32,

@@ -1,0 +1,118 @@
+"""``edge_cnn.studies``: one list of studies, ``edgecnn study`` and the ``tools/*.py`` entry points, the shared pieces.
+
+The studies themselves run in test_compare_tools.py and test_enrollment_protocol.py; here: that every study is
+reachable by name and by script, that help and bad input behave like the other verbs (help without TensorFlow,
+one ``error:`` line and exit code 2), and that what the studies share measures what it says.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+from edge_cnn.studies import STUDIES, load_study, summary
+
+
+def _edgecnn(*args) -> subprocess.CompletedProcess:
+    """``edgecnn ARGS`` in a fresh process (its command path reads ``python -m edge_cnn.cli``)."""
+    return subprocess.run([sys.executable, "-m", "edge_cnn.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
+def test_every_study_has_a_docstring_a_main_and_a_thin_tools_script():
+    scripts = {}
+    for path in sorted((REPO / "tools").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert "sys.path" not in path.read_text()
+        assert len(path.read_text().splitlines()) <= 15, f"{path.name} should only call its study's main"
+        scripts[path.stem] = imported
+    for name, module_name in STUDIES.items():
+        module = load_study(name)
+        assert callable(module.main) and module.__doc__.startswith(summary(name))
+        assert [module_name] in scripts.values(), f"no tools/ script runs {module_name}"
+    assert len(scripts) == len(STUDIES)
+
+
+def test_study_help_lists_every_study_without_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from edge_cnn.cli import main; "
+            "result = CliRunner().invoke(main, ['study', '--help']); print(result.output); "
+            "print('tensorflow loaded:', 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "tensorflow loaded: False" in done.stdout
+    for name in STUDIES:
+        assert f"  {name} " in done.stdout
+
+
+@pytest.mark.parametrize("name", ["pedestrian", "enrollment"])
+def test_study_name_help_is_the_studys_own(name):
+    done = _edgecnn("study", name, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ") and f" study {name} [-h]" in done.stdout.splitlines()[0]
+    assert "examples:" in done.stdout and f"edgecnn study {name} --" in done.stdout
+
+
+def test_unknown_study_and_bad_arguments_are_one_error_line_and_exit_2():
+    unknown = _edgecnn("study", "nonsense", "--out", "x")
+    assert unknown.returncode == 2
+    lines = unknown.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "nonsense" in lines[0]
+    assert all(name in lines[0] for name in STUDIES)
+
+    bad = _edgecnn("study", "cv", "--folds", "two", "--out", "x")
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("error: ") and " study cv: argument --folds: invalid int value" in lines[0]
+
+    missing = subprocess.run([sys.executable, str(REPO / "tools" / "compare_faces.py"), "--id-run", "x"],
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    lines = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and len(lines) == 1 and "compare_faces.py" in lines[0]
+    assert "Traceback" not in missing.stderr
+
+
+def test_interleaved_medians_time_every_method_once_per_round_in_turn():
+    from edge_cnn.studies.shared import interleaved_medians
+
+    calls = []
+    values = {"a": iter([3.0, 1.0, 2.0]), "b": iter([10.0, 30.0, 20.0])}
+    timers = {name: (lambda name=name: calls.append(name) or next(values[name])) for name in values}
+    assert interleaved_medians(timers, rounds=3) == {"a": 2.0, "b": 20.0}
+    assert calls == ["a", "b"] * 3
+
+
+def test_batched_latency_divides_each_call_by_its_windows():
+    import numpy as np
+
+    from edge_cnn.studies.compare_pedestrian import batched_latency_ms
+
+    shapes = []
+    windows = [np.zeros((4, 2, 3), np.uint8)] * 10
+    assert batched_latency_ms(lambda stack: shapes.append(stack.shape), windows, batch=4, rounds=2) >= 0
+    # 10 windows: two full batches of 4 (the partial one is left out); one warm-up call, then 2 rounds of 2
+    assert shapes == [(4, 4, 2, 3)] * 5
+
+
+def test_first_per_class_and_comma_lists():
+    from edge_cnn.studies.shared import comma_list, first_per_class
+
+    items = [("a0", 0), ("b0", 1), ("a1", 0), ("a2", 0), ("b1", 1)]
+    assert first_per_class(items, 2) == [("a0", 0), ("b0", 1), ("a1", 0), ("b1", 1)]
+    assert first_per_class(items, None) == items
+    assert comma_list(" tflite, ,onnx ") == ["tflite", "onnx"]
+
+
+def test_accuracy_report_reads_its_data_folders_from_the_recipes():
+    from edge_cnn.recipes import list_recipes, load_recipe
+    from edge_cnn.studies.accuracy_report import TARGETS, data_folder
+
+    assert set(TARGETS) <= set(list_recipes())
+    for name in TARGETS:
+        recipe_data = Path(load_recipe(name)["data"])
+        assert data_folder(name, None) == recipe_data
+        assert data_folder(name, Path("/data")) == Path("/data") / recipe_data.name
