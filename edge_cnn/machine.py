@@ -22,7 +22,11 @@ CPU_FLAGS = {
     "avx512_vnni": "avx512_vnni",
     "avx_vnni": "avx_vnni",
     "amx_tile": "amx",
+    "asimddp": "asimddp",  # Arm's int8 dot product (SDOT/UDOT)
 }
+# Instructions that make int8 convolutions faster than float32 ones: without any of them (an AVX2-only
+# x86 CPU, say) int8 models measured slower than fp32 here (README, "int8 that pays").
+INT8_DOT_PRODUCT = ("avx512_vnni", "avx_vnni", "amx", "asimddp")
 PACKAGES = {
     "onnxruntime": ("onnxruntime-gpu", "onnxruntime"),
     "ai-edge-litert": ("ai-edge-litert",),
@@ -59,6 +63,18 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
     return {"model": model, "flags": [name for flag, name in CPU_FLAGS.items() if flag in flags]}
+
+
+def cpu_fingerprint(info: dict[str, Any] | None = None) -> str:
+    """What a latency measurement holds for: the CPU's name and its inference-relevant flags."""
+    info = info or cpu_info()
+    return f"{info['model']} [{' '.join(sorted(info['flags']))}]"
+
+
+def int8_accelerated(info: dict[str, Any] | None = None) -> bool:
+    """The CPU has an int8 dot-product instruction (VNNI, AVX-VNNI, AMX or Arm's dot product)."""
+    info = info or cpu_info()
+    return any(flag in info["flags"] for flag in INT8_DOT_PRODUCT)
 
 
 def package_version(*distributions: str) -> str | None:

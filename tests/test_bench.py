@@ -384,3 +384,22 @@ def test_cli_recipe_keys_are_flag_names_and_flags_win(models, tmp_path):
     assert result.exit_code == 0, output
     row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
     assert (row["runs"], row["batch"], row["threads"]) == (5, 2, 1)
+
+
+def test_select_records_the_fastest_ok_artifact_for_this_cpu(models, tmp_path):
+    import shutil
+
+    from edge_cnn.machine import cpu_fingerprint
+    from edge_cnn.selection import lookup
+
+    export = Path(shutil.copytree(models, tmp_path / "export"))
+    result, output = _invoke([export, "--select", "--runs", "5", "--warmup", "1", "--threads", "1,2"])
+    assert result.exit_code == 0, output
+    choice = lookup(export, cpu_fingerprint())
+    rows = json.loads((export / "selection.json").read_text())["devices"][cpu_fingerprint()]["table"]
+    assert {row["threads"] for row in rows} == {1, 2} and len(rows) == 3 * 2  # three artifacts, two thread counts
+    fastest = min((r for r in rows if r["batch"] == 1), key=lambda r: r["p50_ms"])
+    assert (Path(fastest["model"]).name, fastest["threads"]) == (choice.artifact, choice.threads)
+    assert f"selected for {cpu_fingerprint()}: {choice.artifact}" in output
+    refused, output = _invoke([models / "fp32.onnx", "--select"])
+    assert refused.exit_code == 2 and "--select measures an export folder" in output

@@ -136,6 +136,7 @@ def test_compare_faces_on_tiny_runs(tmp_path, shared_data):
     assert skipped.returncode == 2 and "--att" in skipped.stderr
 
 
+@pytest.mark.slow
 def test_pedestrian_cv_scores_every_window_once_with_models_that_never_saw_its_photo(tmp_path, shared_data):
     import re
 

@@ -35,6 +35,7 @@ def _split_people(split_csv: Path) -> set[str]:
     return {Path(line.rsplit(",", 1)[0]).parent.name for line in lines}
 
 
+@pytest.mark.slow
 def test_protocol_keeps_unseen_people_out_and_measures_every_artifact_and_k(tmp_path, shared_data):
     att = _att_subset(tmp_path / "att", shared_data, PEOPLE)
     out = tmp_path / "out"

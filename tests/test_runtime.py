@@ -172,7 +172,7 @@ def test_runtime_and_predict_verb_import_no_tensorflow(env):
     script = f"""
 import json, sys
 from edge_cnn.runtime import Predictor
-int8 = Predictor.load({str(env['export'])!r})
+int8 = Predictor.load({str(env['export'])!r}, precision="int8")
 first = int8.predict({image!r}).to_dict()
 onnx = Predictor.load({str(env['export'])!r}, backend="onnx").predict([{image!r}, {image!r}])
 from click.testing import CliRunner
@@ -186,7 +186,7 @@ print(json.dumps({{"heavy": heavy, "kind": int8.kind, "int8": first, "onnx": onn
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
-    assert report["kind"] == "tflite int8"  # the default pick: the int8 artifact that passed parity
+    assert report["kind"] == "tflite int8"  # the fastest int8 artifact that passed parity
     expected = env["labels"][int(np.argmax(env["keras_probabilities"][0]))]
     assert report["int8"]["label"] == expected and report["onnx"] == expected
     assert report["exit"] == 0 and json.loads(report["cli"])["label"] == expected
@@ -302,7 +302,23 @@ def test_fixed_batch_model_is_fed_one_image_at_a_time(env, monkeypatch):
 
 # --- choosing the artifact ------------------------------------------------------------------------
 
-def test_artifact_choice(env, tmp_path):
+VNNI_CPU = {"model": "Test CPU with VNNI", "flags": ["avx2", "avx512f", "avx512_vnni"]}
+AVX2_CPU = {"model": "Test CPU without VNNI", "flags": ["avx2"]}
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretend to run on a given CPU: ``cpu(VNNI_CPU)``."""
+    import edge_cnn.machine
+
+    def pretend(info):
+        monkeypatch.setattr(edge_cnn.machine, "cpu_info", lambda cpuinfo=None: dict(info))
+
+    return pretend
+
+
+def test_artifact_choice(env, tmp_path, cpu):
+    cpu(VNNI_CPU)  # the default rule takes int8 here (see test_no_measurement_rule_follows_the_cpu)
     folder = _copy(env["export"], tmp_path)
     assert Predictor.load(folder).kind == "tflite int8"
 
@@ -497,3 +513,30 @@ def test_predict_verb_bad_model_and_missing_images(env, tmp_path):
     assert "empty holds no images" in result.stderr and "gone.png does not exist" in result.stderr
     assert len(result.stdout.strip().splitlines()) == 1  # the good image is still predicted
     assert "Examples" in CliRunner().invoke(main, ["predict", "--help"]).output
+
+
+def test_no_measurement_rule_follows_the_cpu(env, tmp_path, cpu):
+    """Without a selection measured on this CPU: int8 only where the CPU has an int8 dot product."""
+    folder = _copy(env["export"], tmp_path)
+    cpu(AVX2_CPU)
+    plain = Predictor.load(folder)
+    assert plain.artifact.precision == "fp32" and "no int8 dot product" in plain.describe()
+    assert Predictor.load(folder, precision="int8").kind == "tflite int8"  # asked for: given
+    cpu(VNNI_CPU)
+    assert Predictor.load(folder).artifact.precision == "int8"
+
+
+def test_selection_measured_on_this_cpu_is_used_and_ignored_elsewhere(env, tmp_path, cpu):
+    from edge_cnn.machine import cpu_fingerprint
+    from edge_cnn.selection import Choice, lookup, record
+
+    folder = _copy(env["export"], tmp_path)
+    record(folder, cpu_fingerprint(AVX2_CPU), AVX2_CPU, Choice("model_fp32.onnx", 1, 0.2), [], "2026-12-01")
+    record(folder, cpu_fingerprint(VNNI_CPU), VNNI_CPU, Choice("model_int8.tflite", 2, 0.1), [], "2026-12-01")
+    assert lookup(folder, cpu_fingerprint(AVX2_CPU)) == Choice("model_fp32.onnx", 1, 0.2)  # both devices kept
+    cpu(AVX2_CPU)
+    measured = Predictor.load(folder)
+    assert (measured.kind, "measured on this CPU" in measured.reason) == ("onnx fp32", True)
+    cpu({"model": "Another CPU", "flags": []})
+    other = Predictor.load(folder)  # no entry for this fingerprint: the rule
+    assert other.artifact.precision == "fp32" and "no int8 dot product" in other.reason

@@ -46,11 +46,13 @@ def reference_model(request):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference_model", list(REFERENCES), indirect=True)
 def test_parameter_count_equals_torchvision(reference_model):
     assert profile(reference_model)["params"] == REFERENCES[reference_model.name][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference_model", list(REFERENCES), indirect=True)
 def test_macs_within_five_percent_of_published(reference_model):
     published = REFERENCES[reference_model.name][1] * 1e9

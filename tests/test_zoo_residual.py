@@ -117,6 +117,7 @@ def test_registry_lists_every_family():
     assert zoo.model_info("resnet50").min_input_size == 32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REFERENCE_PARAMS))
 def test_params_and_macs_equal_reference(model_224, name):
     model = model_224(name)
@@ -130,7 +131,7 @@ def test_params_and_macs_equal_reference(model_224, name):
         keras.backend.clear_session()
 
 
-# torchvision's num_params of the larger EfficientNets; these builds add ~40 s, so they run on request.
+# torchvision's num_params of the larger EfficientNets; these builds add ~40 s (marked slow).
 LARGE_EFFICIENTNET_PARAMS = {
     "efficientnet_b2": 9_109_994,
     "efficientnet_b3": 12_233_232,
@@ -141,6 +142,7 @@ LARGE_EFFICIENTNET_PARAMS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LARGE_EFFICIENTNET_PARAMS))
 def test_large_efficientnet_param_count_equals_torchvision(name):
     # GAP head: the count does not depend on the input size, so 32x32 stands in for 260..600 px.

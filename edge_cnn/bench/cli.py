@@ -37,13 +37,16 @@ DEFAULTS = BenchConfig()  # every default is defined there once
 @click.option("--trt-fp16", is_flag=True, help="TensorRT: allow fp16 kernels.")
 @click.option("--trt-int8", is_flag=True, help="TensorRT: allow int8 kernels.")
 @click.option("--trt-cache", type=click.Path(file_okay=False), default=None, help="TensorRT engine cache folder.")
+@click.option("--select", "select", is_flag=True,
+              help="EXPORT only: time every artifact that passed parity at 1..cores threads and record the fastest "
+              "for this CPU in selection.json, which predict/detect/face then use.")
 @click.option("--keras/--no-keras", default=DEFAULTS.keras, show_default=True, help="Export folders: add the Keras baseline.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
 @recipe_option
-def bench(targets, json_path, csv_path, md_path, plot_path, **options):
+def bench(targets, json_path, csv_path, md_path, plot_path, select, **options):
     """Latency and throughput of .onnx/.tflite files or export folders, side by side.
 
     \b
@@ -53,6 +56,7 @@ def bench(targets, json_path, csv_path, md_path, plot_path, **options):
       edgecnn bench model.onnx --provider cpu,cuda,tensorrt --batch 1,8,32 --threads 1,2
       edgecnn bench model.tflite --threads 2 --duration 10
       edgecnn bench a.onnx b.tflite --json out.json --csv out.csv --md out.md --plot out.png
+      edgecnn bench runs/ped/export --select         # on the device: record its fastest correct artifact
 
     A requested provider that is not active exits with code 2 (never a silent CPU fallback).
     Failed configurations are reported in the table, and the command then exits with code 2.
@@ -64,7 +68,15 @@ def bench(targets, json_path, csv_path, md_path, plot_path, **options):
     for flag, path in outputs.items():
         if path:
             ensure_writable_file(path, flag)  # before measuring: a bad path costs nothing
-    report = run(list(targets), BenchConfig(**options))
+    if select:
+        from edge_cnn.bench.select import select_artifact
+
+        if len(targets) != 1:
+            raise EdgeCNNError("--select takes one export folder: run it once per export")
+        selection = select_artifact(targets[0], BenchConfig(**options))
+        report = selection.report
+    else:
+        report = run(list(targets), BenchConfig(**options))
     click.echo(report.machine_line())
     print_table(_short_model_names(report.rows()), TABLE_COLUMNS,
                 title="edgecnn bench (times in ms; speedup = baseline p50 / p50)")
@@ -83,6 +95,10 @@ def bench(targets, json_path, csv_path, md_path, plot_path, **options):
     for path in (json_path, csv_path, md_path, plot_path):
         if path:
             click.echo(f"wrote {path}")
+    if select:
+        chosen = selection.choice
+        click.echo(f"selected for {selection.fingerprint}: {chosen.artifact} with {chosen.threads} thread(s), "
+                   f"p50 {chosen.p50_ms:.3g} ms at batch {chosen.batch} -> {selection.path}")
     if report.failures:
         lines = [f"{Path(r.target).name} {r.provider} batch {r.batch}: {r.error}" for r in report.failures]
         raise EdgeCNNError(f"{len(report.failures)} of {len(report.results)} configurations failed: " + "; ".join(lines))

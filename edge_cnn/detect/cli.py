@@ -48,7 +48,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
               help="Windows per image at most: beyond it the finest pyramid levels are skipped (small people are "
               "missed) with a warning naming the image. A 640x480 frame needs 1,922 at the defaults.")
 @click.option("--backend", type=click.Choice(["auto", *embedded_formats()]), default="auto", show_default=True)
-@click.option("--precision", default=None, help="Artifact precision to use from an export folder (default: the fastest OK int8).")
+@click.option("--precision", default=None, help="Artifact precision from an export folder (default: measured by `bench --select`, else by the CPU).")
 def detect(model, images, out, positive, window, stride, scale_step, threshold, iou_threshold, max_windows, backend, precision):
     """Detect pedestrians in IMAGES: slide MODEL's window over an image pyramid, batch the
     windows through the embedded runtime, keep boxes above --threshold, apply NMS.
@@ -67,13 +67,14 @@ def detect(model, images, out, positive, window, stride, scale_step, threshold, 
 
     out = ensure_writable_dir(out)
     predictor = Predictor.load(model, backend=backend, precision=precision)
+    click.echo(f"model: {predictor.describe()}", err=True)
     detector = PedestrianDetector(predictor, positive=positive, window=window, stride=stride, scale_step=scale_step,
                                   threshold=threshold, iou_threshold=iou_threshold, max_windows=max_windows)
     paths, failures = collect_inputs(images)
     results, errors = detect_files(detector, paths, out)
     rows = [{"image": r["path"], "boxes": len(r["boxes"]), "best score": max((b["score"] for b in r["boxes"]), default=None)} for r in results]
     if rows:
-        print_table(rows, title=f"detections ({predictor.describe()})")
+        print_table(rows, title=f"detections ({predictor.kind})")
     for record in results:
         if "warning" in record:
             click.secho(f"warning: {record['warning']}", fg="yellow", err=True)

@@ -29,11 +29,13 @@ def face() -> None:
 def _load_predictor(model: str, backend: str, precision: str | None):
     from edge_cnn.runtime import Predictor
 
-    return Predictor.load(model, backend=backend, precision=precision)
+    predictor = Predictor.load(model, backend=backend, precision=precision)
+    click.echo(f"model: {predictor.describe()}", err=True)
+    return predictor
 
 
 _backend = click.option("--backend", type=click.Choice(["auto", *embedded_formats()]), default="auto", show_default=True)
-_precision = click.option("--precision", default=None, help="Artifact precision from an export folder (default: the fastest OK int8).")
+_precision = click.option("--precision", default=None, help="Artifact precision from an export folder (default: measured by `bench --select`, else by the CPU).")
 
 
 @face.command()

@@ -6,7 +6,7 @@ Depends on numpy, Pillow, onnxruntime and ai-edge-litert only (plus edgecnn's pu
     pip install --no-deps edgecnn && pip install numpy pillow onnxruntime ai-edge-litert click
 
     from edge_cnn.runtime import Predictor
-    predictor = Predictor.load("runs/face/export")          # fastest int8 artifact that passed parity
+    predictor = Predictor.load("runs/face/export")          # the artifact for this CPU; predictor.reason says why
     print(predictor.predict("img.png").to_dict())
 """
 

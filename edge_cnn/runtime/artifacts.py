@@ -1,37 +1,55 @@
-"""Which model file the runtime runs, and whether it is the one the manifest describes.
+"""Which model file the runtime runs, why, and whether it is the one the manifest describes.
 
-The manifest is the contract: labels, preprocessing, tensor shapes, quantization and a
-sha256 per artifact. A model file that differs from it (edited, truncated, re-exported
-without the manifest) is refused before it is run, because its outputs would be
-silently wrong.
+From an export folder, without ``--precision``: the artifact and thread count that
+``edgecnn bench EXPORT --select`` measured fastest on a CPU of this fingerprint
+(``selection.json``), else a rule that holds on both CPU kinds: int8 where the CPU has an int8
+dot product (VNNI, AVX-VNNI, AMX, Arm's SDOT), fp32 where it has none (there int8 measured
+slower than fp32). The manifest is the contract: labels, preprocessing, tensor shapes,
+quantization and a sha256 per artifact; a model file that differs from it is refused before
+it is run, because its outputs would be silently wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 from edge_cnn.errors import EdgeCNNError, ManifestError, ModelFileError
 from edge_cnn.formats import embedded_formats, format_of_file, get_format
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 
-DEFAULT_PRECISIONS = ("int8", "fp32")  # the default pick: fastest int8 that passed parity, else fp32
+# The rule's order of precisions on a CPU provider: with an int8 dot product, and without one.
+PRECISIONS_BY_CPU = {True: ("int8", "fp32"), False: ("fp32", "int8")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pick:
+    """An artifact to run, the thread count to run it with (None: the runtime's default), and why."""
+
+    manifest: Manifest
+    artifact: Artifact
+    threads: int | None
+    reason: str
 # Keys of an artifact's parity dict holding its measured median latency, first match wins.
 LATENCY_KEYS = ("latency_p50_ms", "latency_ms", "p50_ms")
 
 
-def resolve(path: str | Path, backend: str = "auto", precision: str | None = None, provider: str = "cpu") -> tuple[Manifest, Artifact]:
-    """An export folder (or run folder with export/), manifest.json, or model file -> (manifest, artifact)."""
+def resolve(path: str | Path, backend: str = "auto", precision: str | None = None, provider: str = "cpu",
+            threads: int | None = None, cpu: dict[str, Any] | None = None) -> Pick:
+    """An export folder (or run folder with export/), manifest.json, or model file -> what to run and why.
+
+    ``cpu`` (``machine.cpu_info()``'s dict) is the CPU the choice is for: this one by default."""
     path = Path(path)
-    if path.is_dir():
-        folder = path if (path / MANIFEST_NAME).is_file() or not (path / "export" / MANIFEST_NAME).is_file() else path / "export"
-        manifest = load_manifest(folder)
-        return manifest, select(manifest, backend, precision, provider)
+    if path.is_dir() or path.name == MANIFEST_NAME:
+        if path.is_dir():
+            has_export = not (path / MANIFEST_NAME).is_file() and (path / "export" / MANIFEST_NAME).is_file()
+            path = path / "export" if has_export else path
+        manifest = load_manifest(path)
+        return choose(manifest, backend, precision, provider, threads, cpu)
     if not path.exists():
         raise ModelFileError(f"model {path} does not exist: pass an export folder (with manifest.json) or a model file in it")
-    if path.name == MANIFEST_NAME:
-        manifest = load_manifest(path)
-        return manifest, select(manifest, backend, precision, provider)
     fmt = format_of_file(path)
     if fmt is None or not fmt.embedded:
         suffixes = ", ".join(get_format(name).suffix for name in embedded_formats())
@@ -45,7 +63,30 @@ def resolve(path: str | Path, backend: str = "auto", precision: str | None = Non
     artifact = _listed(manifest, path)
     if precision is not None and artifact.precision != precision:
         raise EdgeCNNError(f"{path.name} is the {artifact.precision} artifact, not {precision}: pass the export folder to pick by precision")
-    return manifest, artifact
+    return Pick(manifest, artifact, threads, "the file given")
+
+
+def choose(manifest: Manifest, backend: str = "auto", precision: str | None = None, provider: str = "cpu",
+           threads: int | None = None, cpu: dict[str, Any] | None = None) -> Pick:
+    """The artifact of an export folder to run on this device (see the module's docstring)."""
+    from edge_cnn.machine import cpu_fingerprint, cpu_info, int8_accelerated
+    from edge_cnn.selection import lookup
+
+    if precision is not None or provider != "cpu":
+        wanted = f"--precision {precision}" if precision else f"provider {provider}"
+        return Pick(manifest, select(manifest, backend, precision, provider), threads, f"{wanted}, fastest that passed parity")
+    cpu = cpu or cpu_info()
+    fingerprint = cpu_fingerprint(cpu)
+    measured = lookup(manifest.root, fingerprint) if manifest.root else None
+    if measured is not None:
+        listed = {artifact.path: artifact for artifact in manifest.artifacts}.get(measured.artifact)
+        if listed is not None and listed.status == "OK" and (backend == "auto" or listed.format == backend):
+            return Pick(manifest, listed, threads or measured.threads,
+                        f"fastest measured on this CPU by `edgecnn bench --select` ({measured.p50_ms:.3g} ms)")
+    dot_product = int8_accelerated(cpu)
+    artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[dot_product])
+    why = "has an int8 dot product (VNNI/AMX/SDOT)" if dot_product else "has no int8 dot product, so int8 would be slower"
+    return Pick(manifest, artifact, threads, f"this CPU {why}; `edgecnn bench EXPORT --select` measures the choice")
 
 
 def _listed(manifest: Manifest, path: Path) -> Artifact:
@@ -64,8 +105,10 @@ def latency_ms(artifact: Artifact) -> float:
     return math.inf
 
 
-def select(manifest: Manifest, backend: str = "auto", precision: str | None = None, provider: str = "cpu") -> Artifact:
-    """Default: the fastest int8 artifact whose parity status is OK, else the fastest OK fp32 one.
+def select(manifest: Manifest, backend: str = "auto", precision: str | None = None, provider: str = "cpu",
+           order: tuple[str, ...] = PRECISIONS_BY_CPU[True]) -> Artifact:
+    """Default: the fastest artifact whose parity status is OK of the first precision of ``order`` that
+    has one (int8, else fp32).
 
     An explicit ``precision`` takes the fastest artifact of it that did not FAIL parity (OK before
     WARN). Only formats whose runtime has ``provider`` are candidates (LiteRT runs on the CPU only,
@@ -91,7 +134,7 @@ def select(manifest: Manifest, backend: str = "auto", precision: str | None = No
     if not usable:
         raise ManifestError(f"every {wanted} model in {where} FAILED its parity check: choose another --precision or re-export")
     if precision is None:
-        for default in DEFAULT_PRECISIONS:
+        for default in order:
             passed = [a for a in usable if a.precision == default and a.status == "OK"]
             if passed:
                 return _fastest(passed)

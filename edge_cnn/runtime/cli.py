@@ -27,7 +27,7 @@ def format_line(prediction) -> str:
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", *embedded_formats()]))
 @click.option("--provider", default="cpu", show_default=True, type=click.Choice(list(PROVIDERS)), help="ONNX Runtime provider.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
-@click.option("--precision", default=None, type=click.Choice(all_precisions()), help="Default: fastest int8 that passed parity, else fp32.")
+@click.option("--precision", default=None, type=click.Choice(all_precisions()), help="Default: what `bench --select` measured on this CPU, else int8 with VNNI/AMX/SDOT, fp32 without.")
 @click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(min=1))
 @recipe_option
 def predict(model, images, topk, as_json, backend, provider, threads, precision, batch_size):
@@ -40,7 +40,7 @@ def predict(model, images, topk, as_json, backend, provider, threads, precision,
 
     \b
     Examples:
-      edgecnn predict runs/face/export img.png                 # fastest int8 artifact that passed parity
+      edgecnn predict runs/face/export img.png                 # the artifact chosen for this CPU (says why)
       edgecnn predict runs/face/export photos/ --json > out.jsonl
       edgecnn predict runs/face/export/model_fp32.onnx a.png b.png --topk 2
       edgecnn predict runs/face/export photos/ --backend onnx --provider cuda --precision fp32

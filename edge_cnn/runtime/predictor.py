@@ -35,6 +35,7 @@ class Predictor:
     def __init__(self, manifest: Manifest, artifact: Artifact, backend: Any):
         self.manifest = manifest
         self.artifact = artifact
+        self.reason = ""  # why this artifact (set by ``load``)
         self.backend = backend
         self.spec = manifest.preprocess
         self.task = get_task(manifest.task)  # its post-processing turns the main output into answers
@@ -64,12 +65,15 @@ class Predictor:
         precision: str | None = None,
     ) -> "Predictor":
         """``path``: an export folder (or a run folder with ``export/``), its manifest.json, or one
-        ``.onnx``/``.tflite`` file of it. From a folder the default pick is the fastest int8 artifact
-        that passed parity, else fp32; ``precision`` and ``backend`` narrow the choice."""
-        manifest, artifact = artifact_files.resolve(path, backend, precision, provider)
-        model_path = manifest.verified_path(artifact)
-        engine = open_backend(model_path, backend=artifact.format, providers=(provider,), threads=threads)
-        return cls(manifest, artifact, engine)
+        ``.onnx``/``.tflite`` file of it. From a folder the default pick is what ``bench --select``
+        measured fastest on this CPU, else fp32 or int8 by whether the CPU has an int8 dot product
+        (``runtime.artifacts``); ``precision`` and ``backend`` narrow the choice. ``reason`` says why."""
+        pick = artifact_files.resolve(path, backend, precision, provider, threads)
+        model_path = pick.manifest.verified_path(pick.artifact)
+        engine = open_backend(model_path, backend=pick.artifact.format, providers=(provider,), threads=pick.threads)
+        predictor = cls(pick.manifest, pick.artifact, engine)
+        predictor.reason = pick.reason
+        return predictor
 
     # --- description ------------------------------------------------------------
     @property
@@ -77,7 +81,9 @@ class Predictor:
         return f"{self.artifact.format} {self.artifact.precision}"
 
     def describe(self) -> str:
-        return f"{self.model_path} ({self.kind}, {', '.join(self.backend.providers)})"
+        """One line: which artifact runs, on what, and why it was chosen."""
+        line = f"{self.model_path} ({self.kind}, {', '.join(self.backend.providers)})"
+        return f"{line}: {self.reason}" if self.reason else line
 
     # --- inference ----------------------------------------------------------------
     def predict(self, images: Any, topk: int = 5, preprocessed: bool = False) -> Prediction | list[Prediction]:
