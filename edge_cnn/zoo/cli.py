@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edge_cnn.cli import parse_size
+from edge_cnn.preprocess import parse_size
 from edge_cnn.report import print_table, write_reports
 
 OVERVIEW_COLUMNS = ["family", "name", "params", "MACs", "input"]
@@ -32,9 +32,13 @@ def zoo(ctx: click.Context, family: str | None, as_json: bool, md_path: str | No
     if ctx.invoked_subcommand is not None:
         return
     from edge_cnn.errors import EdgeCNNError
+    from edge_cnn.io import ensure_writable_file
     from edge_cnn.zoo import list_models, model_info
     from edge_cnn.zoo.table import zoo_table
 
+    for flag, path in (("--md", md_path), ("--csv", csv_path)):
+        if path:
+            ensure_writable_file(path, flag)  # before the first build, which can take minutes
     names = list_models(family)
     if not names:
         families = sorted({model_info(n).family for n in list_models()})
