@@ -50,9 +50,10 @@ def make_square_images(root: Path, per_class: int = 24, size: int = 32, seed: in
 
 
 def tiny_classifier(input_shape, num_classes: int, name: str = "tiny", filters=(8, 16)):
-    """Conv-BN-ReLU-pool per entry of ``filters``, then the trainer's head (``head_pool`` GAP,
-    ``head_dropout``, ``predictions`` softmax): small enough to train in seconds."""
+    """Conv-BN-ReLU-pool per entry of ``filters``, then the classify task's head (``head_pool`` GAP,
+    ``head_dropout``, ``predictions`` softmax), as the trainer builds it: the one tiny test model."""
     from edge_cnn.keras import keras, layers
+    from edge_cnn.tasks import get_task
 
     inputs = keras.Input(input_shape, name="image")
     h = inputs
@@ -61,9 +62,7 @@ def tiny_classifier(input_shape, num_classes: int, name: str = "tiny", filters=(
         h = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(h)
         h = layers.ReLU(name=f"relu{i}")(h)
         h = layers.MaxPooling2D(2, name=f"pool{i}")(h)
-    h = layers.GlobalAveragePooling2D(name="head_pool")(h)
-    h = layers.Dropout(0.1, name="head_dropout")(h)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(h)
+    outputs = get_task("classify").build_head(h, num_classes, dropout=0.1, pooling="avg")
     return keras.Model(inputs, outputs, name=name)
 
 

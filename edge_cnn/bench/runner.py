@@ -80,7 +80,7 @@ class BenchResult:
             "threads": self.threads,
             "inter_op_threads": self.inter_op_threads,
             "io_binding": self.io_binding,
-            "size_mb": None if self.model_bytes is None else self.model_bytes / 2**20,
+            "size_mb": None if self.model_bytes is None else self.model_bytes / 1e6,  # MB = 10^6 bytes everywhere
             "input_shape": "x".join(map(str, self.input_shape)) if self.input_shape else None,
             "input_dtype": self.input_dtype,
             "create_ms": self.session_ms,
@@ -292,7 +292,7 @@ def _measure(
 
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB on Linux
 
 
 def apply_speedups(results: list[BenchResult], baseline_label: str | None) -> None:

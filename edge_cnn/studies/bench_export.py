@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export.onnx_quant import OnnxQuantOptions
+from edge_cnn.formats import embedded_formats
 from edge_cnn.studies.shared import interleaved_medians, one_line_errors, study_parser
 
 ONNX_VARIANTS = {
@@ -69,7 +70,7 @@ def bench_latencies(artifacts: dict, x: np.ndarray, runs: int, rounds: int = 5) 
 def fp32_int8_rows(manifest, latency: dict) -> list[dict]:
     """One row per runtime: the exported fp32 and int8 artifacts' size, accuracy and latency side by side."""
     rows = []
-    for format in ("tflite", "onnx"):
+    for format in embedded_formats():
         fp32, int8 = manifest.find(format, "fp32")[0], manifest.find(format, "int8")[0]
         fp32_ms, int8_ms = latency[(format, "fp32")], latency[(format, "int8")]
         rows.append({

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.formats import embedded_formats
 from edge_cnn.studies.shared import (add_runtime_options, ensure_export, first_per_class, load_cnns, median_latency_ms,
                                      one_line_errors, study_parser, write_report)
 
@@ -126,7 +127,7 @@ def id_rows(run: Path, att: Path, limit: int | None, components: int, formats: S
 
 
 def compare(faces_run: Path | None, id_run: Path, att: Path, limit: int | None = None, components: int = 50,
-            formats: Sequence[str] = ("tflite", "onnx"), threads: int = 1, timing_runs: int = 200) -> list[dict]:
+            formats: Sequence[str] = embedded_formats(), threads: int = 1, timing_runs: int = 200) -> list[dict]:
     """The table's rows: (a) unless ``faces_run`` is None, then (b)."""
     import cv2
 

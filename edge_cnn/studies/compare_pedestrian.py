@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.formats import embedded_formats
 from edge_cnn.studies.shared import (HOG_METHOD, add_runtime_options, ensure_export, first_per_class, hog_window,
                                      interleaved_medians, load_cnns, median_latency_ms, one_line_errors,
                                      study_parser, write_report)
@@ -71,7 +72,7 @@ def metric_rows(method: str, names: list[str], is_person: np.ndarray, scores: np
     return rows
 
 
-def compare(run: Path, limit: int | None = None, formats: Sequence[str] = ("tflite", "onnx"), threads: int = 1,
+def compare(run: Path, limit: int | None = None, formats: Sequence[str] = embedded_formats(), threads: int = 1,
             timing_runs: int = 200, batch: int = 64, rounds: int = 5) -> list[dict]:
     """The table's rows: HOG+SVM and every exported CNN of ``run`` (exported here when needed) on its test split."""
     import cv2

@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.formats import embedded_formats
 from edge_cnn.studies.shared import (add_runtime_options, link_files, load_cnns, one_line_errors, recipe_config,
                                      study_parser, write_report)
 
@@ -248,7 +249,7 @@ def default_threshold() -> float:
 
 
 def run_protocol(att: Path, out: Path, unseen: int = 10, shots: Sequence[int] = (1, 2, 3), seed: int = 0,
-                 recipe: str | Path = RECIPE, epochs: int | None = None, formats: Sequence[str] = ("tflite", "onnx"),
+                 recipe: str | Path = RECIPE, epochs: int | None = None, formats: Sequence[str] = embedded_formats(),
                  threads: int = 1, threshold: float | None = None) -> tuple[list[dict], dict]:
     """(rows, facts): split the people, train and export on the training ones, enroll and identify the others."""
     shots = sorted(set(shots))

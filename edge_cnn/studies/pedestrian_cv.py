@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.formats import embedded_formats
 from edge_cnn.studies.shared import (HOG_METHOD, add_runtime_options, ensure_export, hog_window, link_files, load_cnns,
                                      one_line_errors, recipe_config, study_parser, write_report)
 
@@ -109,7 +110,7 @@ def summary_rows(names: list[str], is_person: np.ndarray, folds: np.ndarray, sco
 
 
 def cross_validate(data: Path, out: Path, folds: int = 5, recipe: str | Path = RECIPE, epochs: int | None = None,
-                   formats: Sequence[str] = ("tflite", "onnx"), threads: int = 1) -> tuple[list[dict], dict]:
+                   formats: Sequence[str] = embedded_formats(), threads: int = 1) -> tuple[list[dict], dict]:
     """(rows, facts): every window of ``data`` scored out of fold by HOG+SVM and each fold's exported CNNs."""
     from edge_cnn.baselines import HogPeopleScorer
     from edge_cnn.data import grouped_folds, scan_folder
