@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,6 +43,14 @@ def ensure_writable_file(path: str | os.PathLike, flag: str) -> Path:
         raise OutputError(f"{flag} {final} is a folder: give a file name")
     ensure_writable_dir(final.parent, flag)
     return final
+
+
+def numbered_dir(base: str | os.PathLike) -> Path:
+    """``base`` when it does not exist yet, else the first free ``base-2``, ``base-3``, ... : a second run
+    to a default folder never lands on the first one's files (Ultralytics' ``runs/train2``)."""
+    base = Path(base)
+    candidates = (base.with_name(f"{base.name}-{n}") if n > 1 else base for n in itertools.count(1))
+    return next(path for path in candidates if not path.exists())
 
 
 @contextlib.contextmanager

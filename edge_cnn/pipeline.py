@@ -70,13 +70,15 @@ def run_pipeline(
 ) -> PipelineResult:
     from edge_cnn import bench
     from edge_cnn.export import export
-    from edge_cnn.io import write_json, write_text
+    from edge_cnn.io import numbered_dir, write_json, write_text
     from edge_cnn.report import to_markdown
     from edge_cnn.train import TrainConfig, train
 
     if target not in list_recipes():
         raise EdgeCNNError(f"unknown target {target!r}: use one of {', '.join(list_recipes())}")
-    out = Path(out or Path("runs") / f"pipeline-{target}")
+    out = Path(out) if out else numbered_dir(Path("runs") / f"pipeline-{target}")  # a rerun never overwrites
+    if (out / "summary.json").exists():
+        raise EdgeCNNError(f"--out {out} already holds a pipeline run: choose another --out (or leave it out for runs/pipeline-{target}-N)")
     settings = load_recipe(target)
     settings["out"] = str(out / "train")
     if data is not None:
@@ -115,7 +117,7 @@ def run_pipeline(
 @click.option("--target", type=click.Choice(list(list_recipes())), default="face", show_default=True,
               help="A packaged recipe (edge_cnn/recipes/).")
 @click.option("--data", default=None, help="Image folder (default: the recipe's; face uses the embedded set).")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: runs/pipeline-TARGET].")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: runs/pipeline-TARGET, numbered -2, -3... when taken].")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="Also export full-integer TFLite and ONNX.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's stage-1 epochs.")
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=None, help="Override the recipe's stage-2 epochs.")

@@ -37,3 +37,10 @@ def test_pipeline_refuses_unknown_target_and_existing_run(tmp_path):
     (tmp_path / "train" / "model.keras").write_text("a finished run")
     result = CliRunner().invoke(main, ["pipeline", "--out", str(tmp_path), "--epochs", "1"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_an_out_holding_a_pipeline_run_is_refused_before_training(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    result = CliRunner().invoke(main, ["pipeline", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "already holds a pipeline run" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

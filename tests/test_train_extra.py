@@ -244,3 +244,16 @@ def test_unknown_pooling_exits_2(square_images, tmp_path):
     outcome = CliRunner().invoke(main, ["train", "--data", str(square_images), "--out", str(tmp_path / "y"),
                                         "--pooling", "mean"])
     assert outcome.exit_code == 2 and "--pooling" in outcome.output
+
+
+def test_a_second_run_to_the_default_folder_gets_a_numbered_one(square_images, tmp_path, monkeypatch):
+    from edge_cnn.io import numbered_dir
+
+    monkeypatch.chdir(tmp_path)
+    config = dict(TINY, data=str(square_images))
+    first = _train(TrainConfig(**config)).run_dir
+    second = _train(TrainConfig(**config)).run_dir
+    default = f"{square_images.name}-small_convnet"
+    assert (first.name, second.name) == (default, f"{default}-2")
+    assert (first / "model.keras").is_file() and (second / "model.keras").is_file()
+    assert numbered_dir(Path("runs") / default) == Path("runs") / f"{default}-3"

@@ -51,7 +51,7 @@ Examples:
   edgecnn train --data face --out runs/face                      # embedded faces, no download
   edgecnn train --data ../shared/data/pedestrian --model mobilenet_v2 --width 0.35 \\
                 --img-size 128x64 --epochs 10 --fine-tune-epochs 5 --out runs/ped
-  edgecnn train --recipe models/pedestrian.yaml --data DIR --out runs/ped2   # flags override the recipe
+  edgecnn train --recipe pedestrian --data DIR --out runs/ped2   # a packaged recipe; flags override it
   edgecnn train --out runs/ped --resume                          # continue after Ctrl-C
   edgecnn train --data DIR --weights runs/ped --out runs/ped-ft  # start from another run's backbone
 """
@@ -61,7 +61,8 @@ Examples:
 @recipe_option
 @click.option("--data", default=DEFAULTS.data, show_default=True,
               help="Image folder (one sub-folder per class, or train/ val/ test/) or an embedded set: face.")
-@click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL).")
+@click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL, numbered -2, -3... when taken; "
+              "an --out holding a run is refused unless --resume).")
 @click.option("--task", type=click.Choice(task_names()), default=DEFAULTS.task, show_default=True,
               help="What the model learns (the task table, edge_cnn.tasks): its head, loss and metrics.")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Backbone from `edgecnn zoo`.")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_cnn.errors import EdgeCNNError
-from edge_cnn.io import atomic_path, ensure_writable_dir, write_json
+from edge_cnn.io import atomic_path, ensure_writable_dir, numbered_dir, write_json
 from edge_cnn.keras import keras, tf
 from edge_cnn.preprocess import PreprocessSpec
 from edge_cnn.run_dir import SPLITS, RunDir
@@ -73,7 +73,9 @@ def train(
     config.yaml and splits (the other settings of ``config`` are ignored). ``callbacks``
     run after the trainer's own (a KeyboardInterrupt they raise is handled like Ctrl-C).
     """
-    run = RunDir(ensure_writable_dir(config.out or default_out(config)))
+    # A default folder is numbered when taken (runs/face-small_convnet-2); --resume continues the unnumbered one.
+    out = config.out or (default_out(config) if resume else numbered_dir(default_out(config)))
+    run = RunDir(ensure_writable_dir(out))
     checkpoints = cb.Checkpoints(run.checkpoints_dir)
     if resume:
         config, state = _resume_state(run, checkpoints)
