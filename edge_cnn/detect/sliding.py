@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from edge_cnn.detect.evaluation import iou
 from edge_cnn.errors import EdgeCNNError
 
 
@@ -114,19 +115,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     """Greedy non-maximum suppression on (N, 4) [x, y, w, h] boxes; indices kept, best first."""
     if len(boxes) == 0:
         return []
-    x1, y1 = boxes[:, 0].astype(np.float64), boxes[:, 1].astype(np.float64)
-    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        inter_w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        inter_h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
-        inter = inter_w * inter_h
-        iou = inter / (areas[best] + areas[rest] - inter)
-        order = rest[iou <= iou_threshold]
+        order = rest[iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
     return keep
 
 
