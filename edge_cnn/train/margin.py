@@ -27,6 +27,7 @@ people verified later.
 from __future__ import annotations
 
 import math
+import numbers
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.keras import keras, layers, tf
@@ -40,15 +41,19 @@ def check_margin(kind: str, scale: float, margin: float) -> None:
     """Refuse a kind, scale or margin that would not train (one line naming the fix)."""
     if kind not in MARGIN_KINDS:
         raise EdgeCNNError(f"margin head {kind!r} is unknown: use one of {', '.join(MARGIN_KINDS)}")
+    if not all(isinstance(value, numbers.Real) for value in (scale, margin)):
+        raise EdgeCNNError(f"margin scale {scale!r} and margin {margin!r} must be numbers")
     if not math.isfinite(scale) or scale <= 0:
         raise EdgeCNNError(f"margin scale {scale} must be a positive number (ArcFace and CosFace use 64, "
                            "smaller for few classes)")
-    limits = {"arcface": (0.0, math.pi / 2, "radians, ArcFace uses 0.5"),
-              "cosface": (0.0, 1.0, "CosFace uses 0.35"),
-              "softmax": (0.0, 0.0, "the plain normalised softmax has no margin: pass 0")}
-    low, high, hint = limits[kind]
-    if not math.isfinite(margin) or not (low <= margin <= high if kind == "softmax" else low <= margin < high):
-        raise EdgeCNNError(f"{kind} margin {margin} is out of range [{low}, {high}) ({hint})")
+    if kind == "softmax":
+        if margin != 0:
+            raise EdgeCNNError(f"softmax margin {margin}: the plain normalised softmax has no margin; pass 0 "
+                               "or choose arcface / cosface")
+        return
+    high, hint = (math.pi / 2, "radians; ArcFace uses 0.5") if kind == "arcface" else (1.0, "CosFace uses 0.35")
+    if not math.isfinite(margin) or not 0.0 <= margin < high:
+        raise EdgeCNNError(f"{kind} margin {margin} is out of range [0, {high:.4g}) ({hint})")
 
 
 def margin_logits(embeddings, weights, labels, kind: str, scale: float, margin: float, easy_margin: bool = False):
@@ -87,6 +92,7 @@ class MarginHead(layers.Layer):
 
     def __init__(self, num_classes: int, kind: str = "arcface", scale: float = 64.0, margin: float = 0.5,
                  easy_margin: bool = False, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # under mixed precision too: angles near 0 need float32's resolution
         super().__init__(**kwargs)
         check_margin(kind, scale, margin)
         if int(num_classes) < 2:
