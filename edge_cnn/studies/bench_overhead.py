@@ -8,7 +8,7 @@ alternate, and which side goes first alternates too, so that a noisy neighbour o
 alike; the ratio is given over all runs pooled and as the median of the per-pair ratios (robust to load that
 drifts during the run). Target: harness p50 within 3% of the bare loop's.
 
-    edgecnn study overhead                 # builds a small CNN (edge_cnn.keras + tf2onnx)
+    edgecnn study overhead                 # the zoo's small_convnet x0.5 at 64x64, as ONNX
     edgecnn study overhead model.onnx --blocks 10 --runs 300 --threads 1
 """
 
@@ -25,23 +25,17 @@ from edge_cnn.studies.shared import one_line_errors, study_parser
 
 
 def build_model(folder: Path, size: int) -> Path:
-    """A small Conv-BN-ReLU CNN (3 stages, 16-32-64 filters), converted with tf2onnx."""
-    from edge_cnn.keras import keras, layers, tf
-    import tf2onnx
+    """The zoo's small_convnet x0.5 (3 stages of Conv-BN-ReLU-pool, 16-32-64 filters, GAP, 10 classes) as ONNX."""
+    import onnx
+
+    from edge_cnn import zoo
+    from edge_cnn.export.onnx import convert_onnx
+    from edge_cnn.keras import keras
 
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((size, size, 3), name="image")
-    h = inputs
-    for filters in (16, 32, 64):
-        h = layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
-        h = layers.BatchNormalization()(h)
-        h = layers.ReLU()(h)
-        h = layers.MaxPooling2D(2)(h)
-    h = layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(h))
+    model = zoo.build("small_convnet", input_shape=(size, size, 3), num_classes=10, width=0.5)
     path = folder / "overhead_cnn.onnx"
-    signature = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
-    tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(path))
+    onnx.save(convert_onnx(model), str(path))
     return path
 
 
