@@ -587,3 +587,27 @@ def test_int8_logits_keep_the_ranking_a_quantized_softmax_loses(full_export):
     off_grid = np.abs(probabilities * 256 - np.round(probabilities * 256)) > 1e-3
     assert off_grid.mean() > 0.5
     assert np.mean(probabilities.argmax(1) == reference.argmax(1)) >= 0.875
+
+
+# --- channel pruning -------------------------------------------------------------------
+
+
+def test_channel_pruned_model_trains_exports_and_passes_parity(tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, prune_channels=0.5, prune_epochs=1)
+    assert [row["Status"] for row in result.rows] == ["OK", "OK"]
+    assert {row["File"] for row in result.rows} == {"model_channels50_fp32.tflite", "model_channels50_fp32.onnx"}
+    facts = result.manifest.artifacts[0].optimization
+    assert facts["method"] == "prune_channels" and len(facts["fine_tune_loss"]) == 1
+    assert facts["channels_kept"] == {"conv0": {"kept": 4, "of": 8}, "conv1": {"kept": 8, "of": 16}}
+    assert facts["macs_after"] < facts["macs_before"] and facts["params_after"] < facts["params_before"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--prune-channels", "1.5"], "between 0 and 1"), (["--prune-channels", "0.5", "--prune", "0.5"], "exclusive")],
+)
+def test_bad_channel_pruning_exits_2(args, message, tiny_run_dir, tmp_path):
+    outcome = CliRunner().invoke(main, ["export", str(copy_run(tiny_run_dir, tmp_path)), *args])
+    assert outcome.exit_code == 2, outcome.output
+    assert message in outcome.output

@@ -71,6 +71,13 @@ DEFAULTS = ExportConfig()  # every default is defined there once
 @click.option("--qat-epochs", default=DEFAULTS.qat_epochs, show_default=True)
 @click.option("--prune", type=float, help="Magnitude-prune to this sparsity (0..1), fine-tune, strip.")
 @click.option("--prune-epochs", default=DEFAULTS.prune_epochs, show_default=True)
+@click.option(
+    "--prune-channels",
+    type=float,
+    default=DEFAULTS.prune_channels,
+    help="Remove this fraction (0..1) of each prunable convolution's channels (smallest BN |gamma|): a thinner, "
+    "faster model, fine-tuned for --prune-epochs.",
+)
 @click.option("--cluster", type=int, help="Cluster each kernel's weights into this many values, fine-tune, strip.")
 @click.option("--cluster-epochs", default=DEFAULTS.cluster_epochs, show_default=True)
 @click.option("--preprocess", type=click.Path(), help="preprocess.json (required for a bare .keras SOURCE).")
@@ -96,6 +103,7 @@ def export(source: str, **options) -> None:
       edgecnn export runs/ped --int8                           # + int8 TFLite (int8 I/O) + ONNX QDQ
       edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
+      edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
       edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic
       edgecnn export runs/ped --int8 --keep-names --out runs/ped/export_debug   # converters' long names

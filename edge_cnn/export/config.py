@@ -41,7 +41,8 @@ class ExportConfig:
     qat: bool = False
     qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     prune: float | None = None
-    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
+    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS  # also the fine-tuning of prune_channels
+    prune_channels: float | None = None
     cluster: int | None = None
     cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     preprocess: str | os.PathLike | None = None
@@ -56,7 +57,7 @@ class ExportConfig:
 
     @property
     def optimizing(self) -> bool:
-        return self.qat or self.prune is not None or self.cluster is not None
+        return self.qat or self.prune is not None or self.prune_channels is not None or self.cluster is not None
 
     def onnx_options(self) -> OnnxQuantOptions:
         return OnnxQuantOptions(
@@ -76,23 +77,28 @@ class ExportConfig:
                 f"format {', '.join(unknown) or '(none)'} is unknown: use a comma list of {', '.join(format_names())}"
             )
         self.onnx_options()
-        _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.cluster, self.fp16, self.dynamic)
+        _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.cluster,
+                       self.fp16, self.dynamic)
         return self
 
 
-def _check_options(formats, calib, opset, qat, prune, cluster, fp16, dynamic) -> None:
+def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, fp16, dynamic) -> None:
     import onnx
 
     for flag, precision, asked in (("--fp16", "fp16", fp16), ("--dynamic", "dynamic", dynamic)):
         writers = [name for name in format_names() if precision in get_format(name).precisions]
         if asked and not set(writers) & set(formats):
             raise EdgeCNNError(f"{flag} is a precision of {', '.join(writers)} only: add one to --format")
-    if sum([qat, prune is not None, cluster is not None]) > 1:
-        raise EdgeCNNError("--qat, --prune and --cluster are exclusive: export one optimization per output folder")
+    if sum([qat, prune is not None, prune_channels is not None, cluster is not None]) > 1:
+        raise EdgeCNNError(
+            "--qat, --prune, --prune-channels and --cluster are exclusive: export one optimization per output folder"
+        )
     if qat and (fp16 or dynamic):
         raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic")
     if prune is not None and not 0.0 < float(prune) < 1.0:
         raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
+    if prune_channels is not None and not 0.0 < float(prune_channels) < 1.0:
+        raise EdgeCNNError(f"--prune-channels {prune_channels} must be a fraction between 0 and 1 (e.g. 0.5)")
     if cluster is not None and int(cluster) < 2:
         raise EdgeCNNError(f"--cluster {cluster} must be at least 2 clusters (e.g. 16)")
     if int(calib) < 1:

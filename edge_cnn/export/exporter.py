@@ -199,7 +199,7 @@ def _accuracy(probabilities: np.ndarray | None, y: np.ndarray | None) -> float |
 
 def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
     """Fine-tune on the labelled training split: (model to export, file stem, measured facts)."""
-    from edge_cnn.export import optimize
+    from edge_cnn.export import channels, optimize
 
     x, y = src.load(src.train)
     if config.qat:
@@ -208,6 +208,14 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
     if config.prune is not None:
         optimized, facts = optimize.prune(src.model, x, y, float(config.prune), int(config.prune_epochs), verbose)
         return optimized, f"model_pruned{round(100 * float(config.prune))}", facts
+    if config.prune_channels is not None:
+        optimize.require_tf_keras(src.model)
+        thinner, facts = channels.prune_channels(src.model, float(config.prune_channels))
+        facts["epochs"] = int(config.prune_epochs)
+        facts["fine_tune_loss"] = optimize._fine_tune(
+            thinner, x, y, int(config.prune_epochs), verbose, ends_in_softmax(src.model)
+        )
+        return thinner, f"model_channels{round(100 * float(config.prune_channels))}", facts
     optimized, facts = optimize.cluster(src.model, x, y, int(config.cluster), int(config.cluster_epochs), verbose)
     return optimized, f"model_cluster{int(config.cluster)}", facts
 
