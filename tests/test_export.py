@@ -552,7 +552,7 @@ def test_same_shape_outputs_are_ordered_by_closeness_to_keras():
 def test_without_softmax_gives_the_logits_of_the_same_weights():
     """The int8 jobs convert the model cut before its softmax (a Dense softmax head or a Softmax layer),
     keeping any further output: softmax(logits) is the original model's answer."""
-    from edge_cnn.export.exporter import without_softmax
+    from edge_cnn.export.surgery import without_softmax
     from edge_cnn.keras import layers
     from edge_cnn.numerics import softmax
 

@@ -110,7 +110,7 @@ def export(source: str, **options) -> None:
       edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
       edgecnn export runs/faces --embedding --int8                # + embedding output for face enrollment
     """
-    from edge_cnn.export.exporter import COLUMNS
+    from edge_cnn.export.report import COLUMNS
     from edge_cnn.export.exporter import export as run_export
     from edge_cnn.report import print_table
 

@@ -21,28 +21,14 @@ from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export import parity
 from edge_cnn.export.config import ExportConfig
 from edge_cnn.export.plan import Job, plan_jobs
+from edge_cnn.export.report import artifact_row, failed_row, write_export_reports
 from edge_cnn.export.source import ExportSource, calibration_items, ends_in_softmax, load_source
 from edge_cnn.export.surgery import centre_images, embedding_centre, embedding_layer, with_embedding, without_softmax
 from edge_cnn.formats import get_format
 from edge_cnn.tasks import get_task
 from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
-from edge_cnn.report import write_reports
 
-COLUMNS = [
-    "Format",
-    "Precision",
-    "Status",
-    "Size (MB)",
-    "Gzip (MB)",
-    "Test accuracy (%)",
-    "Drop (pp)",
-    "Agreement (%)",
-    "Max abs diff",
-    "Latency p50 (ms)",
-    "File",
-    "Note",
-]
 RANDOM_PARITY_IMAGES = 8
 
 
@@ -137,10 +123,8 @@ def export(
         "keras_accuracy": reference_accuracy,
         "calibration_images": 0 if calibration is None else int(len(calibration)),
         "optimization": facts,
-        "failed": [f"{row['Format']} {row['Precision']}: {row['Note']}" for row in rows if row["Status"] == "FAILED"],
     }
-    report_json, report_md = src.out_dir / "report.json", src.out_dir / "report.md"
-    write_reports(rows, json_path=report_json, md_path=report_md, columns=COLUMNS, extra=summary)
+    report_json, report_md = write_export_reports(rows, summary, src.out_dir)
     return ExportResult(rows, manifest, manifest_path, report_json, report_md, summary)
 
 
@@ -294,9 +278,9 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
             checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding)
             digest, size, gzipped = _measure(tmp)
     except EdgeCNNError as exc:
-        return None, _failed_row(job, final, str(exc))
+        return None, failed_row(job, final.name, str(exc))
     except Exception as exc:  # noqa: BLE001  (any converter/runtime error fails this artifact only)
-        return None, _failed_row(job, final, f"{type(exc).__name__}: {_first_line(exc)}")
+        return None, failed_row(job, final.name, f"{type(exc).__name__}: {_first_line(exc)}")
     class_meaning = get_task(context.src.task).output_meaning(ends_in_softmax(context.src.model), logits)
     meanings = {position: "embedding" if k == 1 else class_meaning for k, position in enumerate(loaded.order)}
     artifact = Artifact(
@@ -315,25 +299,8 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
         optimization=dict(facts),
         parity=checked,
     )
-    row = {
-        "Format": job.format,
-        "Precision": job.precision,
-        "Status": checked["status"],
-        "Size (MB)": size / 1e6,
-        "Gzip (MB)": gzipped / 1e6,
-        "Test accuracy (%)": checked["accuracy"],
-        "Drop (pp)": checked.get("accuracy_drop_pp"),
-        "Agreement (%)": checked["agreement"],
-        "Max abs diff": checked["max_abs_diff"],
-        "Latency p50 (ms)": checked["latency_p50_ms"],
-        "File": final.name,
-        "Note": checked["note"],
-    }
+    row = artifact_row(job, checked, size, gzipped, final.name)
     return artifact, row
-
-
-def _failed_row(job: Job, final: Path, reason: str) -> dict[str, Any]:
-    return {"Format": job.format, "Precision": job.precision, "Status": "FAILED", "File": final.name, "Note": reason}
 
 
 def _first_line(exc: Exception) -> str:

@@ -88,7 +88,7 @@ def onnx_variant_rows(run_dir, model, x: np.ndarray, y: np.ndarray, reference: n
     """Each of ``ONNX_VARIANTS`` quantized from the run's logits model and compacted as the exporter ships
     it (so sizes compare with the manifest's): size, test accuracy, drop against Keras and latency."""
     from edge_cnn.export.compact import compact_file
-    from edge_cnn.export.exporter import without_softmax
+    from edge_cnn.export.surgery import without_softmax
     from edge_cnn.export.onnx import convert_onnx
     from edge_cnn.export.onnx_quant import quantize_onnx
     from edge_cnn.export.parity import compare, load_artifact
