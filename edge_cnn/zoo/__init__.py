@@ -17,6 +17,10 @@ from edge_cnn.zoo import (  # noqa: E402,F401  isort: skip
     densenet,
     mobilenet,
     efficientnet,
+    mobilenet_v3,
+    nasnet,
+    inception,
+    xception,
 )
 from edge_cnn.zoo.profile import profile  # noqa: E402
 

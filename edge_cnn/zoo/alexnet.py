@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge_cnn.keras import keras, layers
+from edge_cnn.tasks.classify import PREDICTIONS
 from edge_cnn.zoo.registry import register_model
 
 # (filters, kernel, stride, padding, max-pool after): torchvision's alexnet.features
@@ -27,7 +28,7 @@ def _classifier(x, num_classes: int, *, dropout: float, name: str = "classifier"
     for index in (1, 2):
         x = layers.Dropout(dropout, name=f"{name}_dropout{index}")(x)
         x = layers.Dense(4096, activation="relu", name=f"{name}_fc{index}")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return layers.Dense(num_classes, activation="softmax", name=PREDICTIONS)(x)
 
 
 @register_model("alexnet", default_input_shape=(224, 224, 3), min_input_size=63)

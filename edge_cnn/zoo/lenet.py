@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge_cnn.keras import keras, layers
+from edge_cnn.tasks.classify import PREDICTIONS
 from edge_cnn.zoo.registry import register_model
 
 
@@ -35,5 +36,5 @@ def lenet5(input_shape=(32, 32, 1), num_classes=1000, include_top=True) -> keras
     if include_top:
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(84, activation="tanh", name="f6")(x)
-        x = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        x = layers.Dense(num_classes, activation="softmax", name=PREDICTIONS)(x)
     return keras.Model(inputs, x, name="lenet5")

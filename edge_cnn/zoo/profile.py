@@ -5,9 +5,11 @@ What is counted:
   running statistics (torchvision calls them buffers), so totals equal torchvision's
   ``sum(p.numel() for p in model.parameters())``.
 - MACs: one multiply-accumulate per kernel weight per output position of Conv2D (grouped
-  convolutions count ``in_channels / groups`` per output channel), DepthwiseConv2D and
-  Dense. Biases, BatchNormalization, activations, pooling, additions and SE gating are
-  not counted; they are a few percent at most, as in the published figures.
+  convolutions count ``in_channels / groups`` per output channel), DepthwiseConv2D,
+  SeparableConv2D (its depthwise and its pointwise kernel, both at the output positions:
+  Keras strides the depthwise step) and Dense. Biases, BatchNormalization, activations,
+  pooling, additions and SE gating are not counted; they are a few percent at most, as in
+  the published figures.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def _positions(shape: tuple) -> int:
 
 
 def layer_macs(layer) -> int:
+    if isinstance(layer, layers.SeparableConv2D):  # not a Conv2D subclass in tf_keras
+        out = _output_shape(layer)
+        kh, kw = layer.kernel_size
+        depthwise_channels = _input_shape(layer)[-1] * layer.depth_multiplier
+        return _positions(out) * depthwise_channels * (kh * kw + out[-1])
     if isinstance(layer, layers.DepthwiseConv2D):
         out = _output_shape(layer)
         kh, kw = layer.kernel_size

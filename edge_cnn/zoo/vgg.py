@@ -13,6 +13,7 @@ Choices shared by the four depths:
 from __future__ import annotations
 
 from edge_cnn.keras import keras, layers
+from edge_cnn.tasks.classify import PREDICTIONS
 from edge_cnn.zoo.layers import conv_bn_act
 from edge_cnn.zoo.registry import register_model
 
@@ -38,7 +39,7 @@ def _classifier(x, num_classes: int, *, dropout: float, name: str = "classifier"
     for index in (1, 2):
         x = layers.Dense(4096, activation="relu", name=f"{name}_fc{index}")(x)
         x = layers.Dropout(dropout, name=f"{name}_dropout{index}")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return layers.Dense(num_classes, activation="softmax", name=PREDICTIONS)(x)
 
 
 def _build(name: str, input_shape, num_classes: int, include_top: bool, batch_norm: bool, dropout: float):
