@@ -10,6 +10,7 @@ and exit 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ import click
 
 from edge_cnn import __version__
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.quiet import VERBOSE_ENV, command_output
 
 # verb -> ("module:attribute", one-line help); the one list of verbs. The help line is
 # kept here so that `edgecnn --help` imports no stage (and so no TensorFlow).
@@ -55,8 +57,12 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        expected = (EdgeCNNError, click.exceptions.ClickException, click.exceptions.Exit, KeyboardInterrupt, SystemExit)
+        if ctx.params.get("verbose"):
+            os.environ[VERBOSE_ENV] = "1"  # read by edge_cnn.quiet, also in the verbs' own modules
         try:
-            return super().invoke(ctx)
+            with command_output(expected):
+                return super().invoke(ctx)
         except EdgeCNNError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(2)
@@ -72,7 +78,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgecnn")
-def main() -> None:
+@click.option("--verbose", is_flag=True, help="Also show TensorFlow's, CUDA's and the converters' own log lines.")
+def main(verbose: bool) -> None:
     """edgecnn: Keras CNN -> trained -> int8 TFLite/ONNX -> benchmarked -> on the device.
 
     \b

@@ -8,11 +8,16 @@ Every other module does ``from edge_cnn.keras import keras, tf``.
 
 import os
 
+from edge_cnn.quiet import native_stderr_silenced
+
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+# TensorFlow's C++ start-up lines (CUDA driver probing, oneDNN notice) are written before absl reads
+# TF_CPP_MIN_LOG_LEVEL, so only silencing file descriptor 2 keeps them off a user's terminal.
+with native_stderr_silenced():
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
 
 if tf.keras.Model is not keras.Model:  # tf.keras was resolved (to Keras 3) before this module ran
     raise ImportError(

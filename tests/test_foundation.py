@@ -40,12 +40,16 @@ def test_keras_module_refuses_keras_3_order():
 
 
 def test_help_lists_verbs_and_does_not_import_tensorflow():
+    """`edgecnn --help` and every verb's `--help` answer without TensorFlow (a new user's first commands)."""
     code = (
-        "import sys; from click.testing import CliRunner; from edge_cnn.cli import main;"
-        "r = CliRunner().invoke(main, ['--help']); print(r.output);"
-        "assert 'tensorflow' not in sys.modules, 'help imported TensorFlow'"
+        "import sys; from click.testing import CliRunner; from edge_cnn.cli import VERBS, main\n"
+        "r = CliRunner().invoke(main, ['--help']); print(r.output)\n"
+        "for verb in VERBS:\n"
+        "    v = CliRunner().invoke(main, [verb, '--help']); assert v.exit_code == 0, (verb, v.output)\n"
+        "    assert 'Examples' in v.output or 'example' in v.output.lower(), verb + ' --help shows no example'\n"
+        "    assert 'tensorflow' not in sys.modules, verb + ' --help imported TensorFlow'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "zoo" in result.stdout and "Examples" in result.stdout
 
@@ -236,3 +240,25 @@ def test_every_verb_loads_and_has_examples():
         result = CliRunner().invoke(main, [verb, "--help"])
         assert result.exit_code == 0, (verb, result.output)
         assert "Example" in result.output, verb
+
+
+def test_native_output_is_held_and_shown_again_when_the_block_fails():
+    """What C++ writes to descriptor 2 stays off the terminal, unless the block fails (then it is the
+    failure's context) or EDGECNN_VERBOSE is set; Python's own stderr lines still get through."""
+    code = (
+        "import os, sys\n"
+        "from edge_cnn.quiet import command_output\n"
+        "with command_output():\n"
+        "    os.write(2, b'native chatter\\n'); print('our line', file=sys.stderr)\n"
+        "try:\n"
+        "    with command_output():\n"
+        "        os.write(2, b'native context\\n'); raise RuntimeError('boom')\n"
+        "except RuntimeError:\n"
+        "    pass\n"
+    )
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.splitlines() == ["our line", "native context"]
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "EDGECNN_VERBOSE": "1"})
+    assert loud.stderr.splitlines() == ["native chatter", "our line", "native context"]

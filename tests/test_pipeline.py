@@ -1,6 +1,10 @@
 """`edgecnn pipeline` on the embedded face data with tiny settings: every stage, one summary."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -8,10 +12,22 @@ from edge_cnn.cli import main
 from edge_cnn.manifest import load_manifest
 
 
+# What TensorFlow, CUDA, LiteRT and the converters write on their own: absl-style prefixes
+# (I0000 00:00:..., E0000 ...), their notices, the converter's MLIR summary and its UserWarning.
+NATIVE_NOISE = re.compile(r"^[IWEF]\d{4} |absl::|cuda|XNNPACK|fully_quantize|Statistics for quantized|NodeDef",
+                          re.IGNORECASE | re.MULTILINE)
+
+
 def test_pipeline_face_end_to_end(tmp_path):
+    """Run as a user runs it (a real process, output to pipes): every stage, a summary, and nothing on
+    stderr but our own lines: no native log noise, no progress-bar backspaces in a non-terminal run."""
     out = tmp_path / "face"
-    result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--epochs", "3", "--runs", "5"])
-    assert result.exit_code == 0, result.output
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}  # as a user has it
+    result = subprocess.run([sys.executable, "-m", "edge_cnn.cli", "pipeline", "--out", str(out), "--epochs", "3",
+                             "--runs", "5"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not NATIVE_NOISE.search(result.stderr), result.stderr
+    assert "\b" not in result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
     artifacts = [row["artifact"] for row in summary["rows"]]
     assert artifacts[0].startswith("keras")  # the baseline comes first
@@ -27,7 +43,7 @@ def test_pipeline_face_end_to_end(tmp_path):
     assert manifest.labels == ["face", "non_face"]
     for name in ("summary.md", "bench.json", "bench.md"):
         assert (out / name).is_file()
-    assert "summary:" in result.output and "tflite int8" in result.output
+    assert "summary:" in result.stdout and "tflite int8" in result.stdout
 
 
 def test_pipeline_refuses_unknown_target_and_existing_run(tmp_path):

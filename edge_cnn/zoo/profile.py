@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edge_cnn.keras import keras, layers
 
 _BUFFERS = ("moving_mean", "moving_variance")
 
@@ -52,6 +51,8 @@ def _positions(shape: tuple) -> int:
 
 
 def layer_macs(layer) -> int:
+    from edge_cnn.keras import layers  # here, so that `import edge_cnn.zoo` needs no TensorFlow
+
     if isinstance(layer, layers.SeparableConv2D):  # not a Conv2D subclass in tf_keras
         out = _output_shape(layer)
         kh, kw = layer.kernel_size
@@ -86,6 +87,8 @@ def _geometry(layer) -> str:
 
 def _flat_layers(model) -> list:
     """Layers in order, nested models expanded (a trainer model holds its backbone as a sub-model)."""
+    from edge_cnn.keras import keras, layers
+
     flat = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from typing import Callable
 
 from edge_cnn.errors import EdgeCNNError
@@ -20,6 +21,21 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+
+# The family modules register their builders when imported; that happens at the first lookup, not at
+# `import edge_cnn.zoo`, so `edgecnn zoo --help` and the runtime need no TensorFlow. Their order is
+# the order of `edgecnn zoo`.
+FAMILY_MODULES = ("lenet", "small_convnet", "alexnet", "vgg", "googlenet", "resnet", "densenet", "mobilenet",
+                  "efficientnet", "mobilenet_v3", "nasnet", "inception", "xception")
+_families_loaded = False
+
+
+def _load_families() -> None:
+    global _families_loaded
+    if not _families_loaded:
+        for module in FAMILY_MODULES:
+            importlib.import_module(f"edge_cnn.zoo.{module}")
+        _families_loaded = True
 
 
 def register_model(
@@ -42,10 +58,12 @@ def register_model(
 
 def list_models(family: str | None = None) -> list[str]:
     """Registered names in registration order (optionally of one family)."""
+    _load_families()
     return [name for name, info in _REGISTRY.items() if family is None or info.family == family]
 
 
 def model_info(name: str) -> ModelInfo:
+    _load_families()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
