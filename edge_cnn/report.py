@@ -1,10 +1,16 @@
-"""Result tables: one list of row dicts, shown on the terminal and written as JSON/CSV/Markdown."""
+"""Result tables: one list of row dicts, shown on the terminal and written as JSON/CSV/Markdown.
+
+Rows keep their field names (``size_mb``, ``p50_ms``) in JSON and CSV, where programs read them;
+the terminal and Markdown show headings with units (``size (MB)``, ``p50 (ms)``). A verb shows its
+key columns at the terminal's width and every column with ``--wide``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+import shutil
 from typing import Any, Sequence
 
 from edge_cnn.io import write_json, write_text
@@ -27,9 +33,29 @@ def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     return columns
 
 
+# A field name's unit suffix -> how its heading states the unit.
+_UNITS = (("_per_s", "{}/s"), ("_mb", "{} (MB)"), ("_ms", "{} (ms)"), ("_pct", "{} (%)"), ("_pp", "{} (pp)"))
+
+
+def heading(column: str) -> str:
+    """The heading people read for a field: ``p50_ms`` -> ``p50 (ms)``, ``images_per_s`` -> ``images/s``.
+    A column that is already a heading (capitals or spaces: export's ``Size (MB)``) is kept."""
+    if column != column.lower() or " " in column:
+        return column
+    for suffix, template in _UNITS:
+        if column.endswith(suffix) and len(column) > len(suffix):
+            return template.format(column[: -len(suffix)].replace("_", " "))
+    return column.replace("_", " ")
+
+
+def terminal_width() -> int:
+    """The terminal's columns (``COLUMNS`` first, as the shell sets it); 100 when output is not a terminal."""
+    return shutil.get_terminal_size((100, 24)).columns
+
+
 def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     columns = list(columns or columns_of(rows))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(heading(c) for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -42,18 +68,42 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     return buffer.getvalue()
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None) -> None:
-    """A rich table on the terminal (plain text when not a TTY)."""
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None,
+                *, wide: bool = False) -> None:
+    """A rich table under headings with units.
+
+    ``columns`` (all the rows' fields when None) in order. By default the table fits the terminal:
+    a column holding one setting (not a measured float) in every row moves to the caption
+    (``provider cpu · batch 1``), the first column wraps inside its cells and the numbers do not
+    unless nothing else fits. ``wide`` (a verb passes it with its
+    longer column list) keeps every column at its natural width, wider than the terminal if need be.
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    columns = list(columns or columns_of(rows))
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(width=max(100, min(200, 16 * len(columns)))).print(table)
+    shown = list(columns or columns_of(rows))
+    constant = [] if wide or not rows else [
+        c for c in shown[1:] if not isinstance(rows[0].get(c), float) and len({_cell(row.get(c)) for row in rows}) == 1]
+    shown = [c for c in shown if c not in constant]
+    caption = " · ".join(f"{heading(c)} {_cell(rows[0].get(c))}" for c in constant) or None
+    width = terminal_width()
+
+    def build(numbers_wrap: bool) -> Table:
+        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+        for index, column in enumerate(shown):
+            table.add_column(heading(column), overflow="fold", no_wrap=index > 0 and not numbers_wrap)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in shown))
+        return table
+
+    table = build(numbers_wrap=False)
+    natural = Console(width=10_000).measure(table)
+    if wide:
+        width = max(width, natural.maximum)
+    elif natural.minimum > width:  # too many columns even unwrapped: let every cell wrap rather than vanish
+        table = build(numbers_wrap=True)
+    Console(width=width).print(table)
 
 
 def write_reports(

@@ -332,7 +332,7 @@ def test_cli_writes_json_csv_md_and_plot(models, tmp_path):
                               "--warmup", "1", "--json", out["json"], "--csv", out["csv"], "--md", out["md"],
                               "--plot", out["png"]])
     assert result.exit_code == 0, output
-    assert "p50_ms" in output and "fp32.tflite" in output
+    assert "p50 (ms)" in output and "images/s" in output and "fp32.tflite" in output  # headings with units
     data = json.loads(out["json"].read_text())
     assert len(data["rows"]) == 4 and data["machine"]["cpu"] and "numpy" in data["machine"]
     assert [len(d) for d in data["durations_ms"]] == [15] * 4
@@ -344,7 +344,7 @@ def test_cli_writes_json_csv_md_and_plot(models, tmp_path):
     md = out["md"].read_text().strip().splitlines()
     assert md[0].startswith("Machine: ") and "onnxruntime" in md[0]
     table = md[2:]
-    assert len(table) == 6 and "p50_ms" in table[0] and table[2].count("|") == table[0].count("|")
+    assert len(table) == 6 and "p50 (ms)" in table[0] and table[2].count("|") == table[0].count("|")
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out["png"].stat().st_size > 10_000
 
 
@@ -403,3 +403,14 @@ def test_select_records_the_fastest_ok_artifact_for_this_cpu(models, tmp_path):
     assert f"selected for {cpu_fingerprint()}: {choice.artifact}" in output
     refused, output = _invoke([models / "fp32.onnx", "--select"])
     assert refused.exit_code == 2 and "--select measures an export folder" in output
+
+
+def test_cli_table_fits_the_terminal_and_wide_shows_every_column(models, monkeypatch):
+    """At a 100-column terminal the key columns fit on each line; --wide adds the rest (p90, peak RSS)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    for wide in (False, True):
+        result, output = _invoke([models / "fp32.onnx", models / "int8.tflite", "--runs", "5", "--warmup", "1",
+                                  *(["--wide"] if wide else [])])
+        assert result.exit_code == 0, output
+        assert (max(len(line) for line in output.splitlines()) <= 100) != wide, output
+        assert ("p90" in output) == wide and "p50 (ms)" in output and "images/s" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from edge_cnn.bench.config import GRAPH_OPTIMIZATIONS, BenchConfig
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.options import recipe_option
-from edge_cnn.report import print_table
+from edge_cnn.report import print_table, terminal_width
 
 DEFAULTS = BenchConfig()  # every default is defined there once
 
@@ -45,8 +46,9 @@ DEFAULTS = BenchConfig()  # every default is defined there once
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write latency/throughput plots (PNG).")
+@click.option("--wide", is_flag=True, help="Show every column (create, first call, mean, p90, peak RSS) on the terminal.")
 @recipe_option
-def bench(targets, json_path, csv_path, md_path, plot_path, select, **options):
+def bench(targets, json_path, csv_path, md_path, plot_path, select, wide, **options):
     """Latency and throughput of .onnx/.tflite files or export folders, side by side.
 
     \b
@@ -61,7 +63,7 @@ def bench(targets, json_path, csv_path, md_path, plot_path, select, **options):
     A requested provider that is not active exits with code 2 (never a silent CPU fallback).
     Failed configurations are reported in the table, and the command then exits with code 2.
     """
-    from edge_cnn.bench.runner import TABLE_COLUMNS, run
+    from edge_cnn.bench.runner import KEY_COLUMNS, TABLE_COLUMNS, run
     from edge_cnn.io import ensure_writable_file
 
     outputs = {"--json": json_path, "--csv": csv_path, "--md": md_path, "--plot": plot_path}
@@ -77,9 +79,9 @@ def bench(targets, json_path, csv_path, md_path, plot_path, select, **options):
         report = selection.report
     else:
         report = run(list(targets), BenchConfig(**options))
-    click.echo(report.machine_line())
-    print_table(_short_model_names(report.rows()), TABLE_COLUMNS,
-                title="edgecnn bench (times in ms; speedup = baseline p50 / p50)")
+    click.echo(textwrap.fill(report.machine_line(), terminal_width(), subsequent_indent="  "))
+    print_table(_short_model_names(report.rows()), TABLE_COLUMNS if wide else KEY_COLUMNS, wide=wide,
+                title="edgecnn bench (speedup = baseline p50 / p50)")
     shown = set()
     for result in report.results:
         if result.top_ops and result.profile_file not in shown:  # one profile per session, shared by its batches

@@ -35,6 +35,8 @@ TABLE_COLUMNS = [
     "model", "precision", "provider", "batch", "threads", "size_mb", "create_ms", "first_ms",
     "mean_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "peak_rss_mb", "speedup", "status",
 ]
+KEY_COLUMNS = ["model", "precision", "provider", "batch", "threads", "size_mb", "p50_ms", "p99_ms", "images_per_s",
+               "speedup", "status"]  # the terminal's table without --wide
 
 
 @dataclasses.dataclass
