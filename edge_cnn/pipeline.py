@@ -8,6 +8,7 @@ baseline) -> one summary table of accuracy and latency per artifact, with every 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,8 +68,13 @@ def run_pipeline(
     fine_tune_epochs: int | None = None,
     runs: int = 50,
     log: Callable[[str], None] = lambda message: None,
+    verbose: int = 0,
 ) -> PipelineResult:
+    """Train ``target``'s recipe, export fp32 (+ int8) TFLite and ONNX with parity, bench every artifact
+    and the Keras baseline, and write summary.json/.md, bench.json/.md/.png into ``out``. ``verbose``
+    is Keras' (0 quiet, 1 a live bar, 2 a line per epoch); ``log`` receives one line per step."""
     from edge_cnn import bench
+    from edge_cnn.bench.plot import plot_report
     from edge_cnn.export import export
     from edge_cnn.io import numbered_dir, write_json, write_text
     from edge_cnn.report import to_markdown
@@ -87,7 +93,7 @@ def run_pipeline(
         if value is not None:
             settings[key] = value
     log(f"[1/3] train {target}: {settings['data']} -> {settings['out']}")
-    trained = train(TrainConfig.from_dict(settings), verbose=2)
+    trained = train(TrainConfig.from_dict(settings), verbose=verbose)
     if trained.interrupted:
         raise KeyboardInterrupt
     log(f"[2/3] export fp32{' + int8' if int8 else ''} TFLite and ONNX -> {trained.run_dir / 'export'}")
@@ -100,9 +106,11 @@ def run_pipeline(
         "manifest": exported.manifest_path,
         "parity report": exported.report_md,
         "bench": out / "bench.json",
+        "bench plot": out / "bench.png",
         "summary": out / "summary.md",
     }
     report.write(json_path=files["bench"], md_path=out / "bench.md")
+    plot_report(report, files["bench plot"])
     rows = summary_rows(exported.rows, report.rows())
     write_json(out / "summary.json", {"target": target, "machine": report.machine, "rows": rows,
                                       "files": {k: str(v) for k, v in files.items()}})
@@ -131,9 +139,29 @@ def pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs):
       edgecnn pipeline --target pedestrian --data ../shared/data/pedestrian --out runs/ped
       edgecnn pipeline --target faces_id --data ../shared/data/att_faces
     """
+    import sys
+
     from edge_cnn.report import print_table
 
-    result = run_pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs, log=click.echo)
+    result = run_pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs, log=click.echo,
+                          verbose=1 if sys.stdout.isatty() else 2)  # a live bar on a terminal, lines in a log
     print_table(result.rows, SUMMARY_COLUMNS, title=f"edgecnn pipeline: {target}")
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
+    click.echo(f"results saved to {result.files['summary'].parent}")
+    click.echo("\n".join(["next:", *(f"  {command}" for command in next_commands(result))]))
+
+
+def next_commands(result: PipelineResult) -> list[str]:
+    """What to run next on this run's own files: one of its test images (the embedded images too
+    live on disk: the split lists name them) through the runtime, Grad-CAM and bench's selection."""
+    from edge_cnn.run_dir import RunDir
+
+    run = RunDir(result.run_dir)
+    images = [path for split in ("test", "val", "train") for path, _ in run.read_split(split)]
+    image = shlex.quote(images[0]) if images else "IMAGE.png"
+    return [
+        f"edgecnn predict {shlex.quote(str(result.export_dir))} {image}",
+        f"edgecnn explain {shlex.quote(str(result.run_dir))} {image}",
+        f"edgecnn bench {shlex.quote(str(result.export_dir))} --select",
+    ]

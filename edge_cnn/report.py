@@ -75,7 +75,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     ``columns`` (all the rows' fields when None) in order. By default the table fits the terminal:
     a column holding one setting (not a measured float) in every row moves to the caption
     (``provider cpu · batch 1``), the first column wraps inside its cells and the numbers do not
-    unless nothing else fits. ``wide`` (a verb passes it with its
+    unless nothing else fits; a single row too wide for the terminal is shown one field per line. ``wide`` (a verb passes it with its
     longer column list) keeps every column at its natural width, wider than the terminal if need be.
     """
     from rich import box
@@ -83,7 +83,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     from rich.table import Table
 
     shown = list(columns or columns_of(rows))
-    constant = [] if wide or not rows else [
+    constant = [] if wide or len(rows) < 2 else [
         c for c in shown[1:] if not isinstance(rows[0].get(c), float) and len({_cell(row.get(c)) for row in rows}) == 1]
     shown = [c for c in shown if c not in constant]
     caption = " · ".join(f"{heading(c)} {_cell(rows[0].get(c))}" for c in constant) or None
@@ -101,6 +101,8 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     natural = Console(width=10_000).measure(table)
     if wide:
         width = max(width, natural.maximum)
+    elif natural.minimum > width and len(rows) == 1:  # one result too wide: one line per field instead
+        return print_table([{"field": heading(c), "value": _cell(rows[0].get(c))} for c in shown], title=title)
     elif natural.minimum > width:  # too many columns even unwrapped: let every cell wrap rather than vanish
         table = build(numbers_wrap=True)
     Console(width=width).print(table)

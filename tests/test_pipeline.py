@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -44,6 +45,11 @@ def test_pipeline_face_end_to_end(tmp_path):
     for name in ("summary.md", "bench.json", "bench.md"):
         assert (out / name).is_file()
     assert "summary:" in result.stdout and "tflite int8" in result.stdout
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    # It ends with where everything is and what to run next, on this run's own files.
+    assert f"results saved to {out}" in result.stdout
+    predict = next(line.split() for line in result.stdout.splitlines() if line.strip().startswith("edgecnn predict"))
+    assert predict[2] == str(out / "train" / "export") and Path(predict[3]).is_file()
 
 
 def test_pipeline_refuses_unknown_target_and_existing_run(tmp_path):
