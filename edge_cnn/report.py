@@ -88,11 +88,14 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     shown = [c for c in shown if c not in constant]
     caption = " · ".join(f"{heading(c)} {_cell(rows[0].get(c))}" for c in constant) or None
     width = terminal_width()
+    # The wrapping first column keeps room for a word (a model name) rather than shrink to a letter a line.
+    first_width = min(16, max([len(heading(shown[0]))] + [len(_cell(row.get(shown[0]))) for row in rows])) if shown else None
 
     def build(numbers_wrap: bool) -> Table:
         table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
         for index, column in enumerate(shown):
-            table.add_column(heading(column), overflow="fold", no_wrap=index > 0 and not numbers_wrap)
+            table.add_column(heading(column), overflow="fold", no_wrap=index > 0 and not numbers_wrap,
+                             min_width=first_width if index == 0 else None)
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in shown))
         return table

@@ -116,3 +116,28 @@ def test_accuracy_report_reads_its_data_folders_from_the_recipes():
         recipe_data = Path(load_recipe(name)["data"])
         assert data_folder(name, None) == recipe_data
         assert data_folder(name, Path("/data")) == Path("/data") / recipe_data.name
+
+
+def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the_default(tmp_path):
+    """One tiny zoo model: edgecnn's four artifacts and the two hand-made conversions are timed side by
+    side, the row marked default is the artifact the runtime itself picks, and the operator profile
+    lines up fp32 and int8 kernels of the same layer type."""
+    import json
+
+    from edge_cnn.runtime.artifacts import resolve
+    from edge_cnn.studies.deploy_choice import main, operator_family
+
+    assert main(["--work", str(tmp_path), "--models", "small_convnet:32", "--runs", "5", "--rounds", "1"]) == 0
+    rows = json.loads((tmp_path / "deploy_artifacts.json").read_text())["rows"]
+    assert {row["Artifact"] for row in rows} == {
+        "edgecnn tflite fp32", "edgecnn tflite int8", "edgecnn onnx fp32", "edgecnn onnx int8",
+        "hand-made tf2onnx fp32", "hand-made TFLiteConverter fp32"}
+    assert min(row["x fastest"] for row in rows) == 1.0 and all(row["p50 (ms)"] > 0 for row in rows)
+    pick = resolve(tmp_path / "small_convnet-32" / "export")
+    assert [row["Artifact"] for row in rows if row["Default"]] == [f"edgecnn {pick.artifact.format} {pick.artifact.precision}"]
+    summary = json.loads((tmp_path / "deploy_summary.json").read_text())
+    assert summary["cpu"] and summary["rows"][0]["Default / fastest"] >= 1.0
+    operators = {row["Operator"]: row for row in json.loads((tmp_path / "deploy_operators.json").read_text())["rows"]}
+    assert operators["Conv"]["fp32 ms"] > 0 and operators["Conv"]["int8 ms"] > 0  # QLinearConv counted as Conv
+    assert [operator_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QuantizeLinear", "ReorderInput", "Add")] == [
+        "Conv", "MaxPool", "(quantize/dequantize)", "(layout reorder)", "Add"]

@@ -25,6 +25,7 @@ STUDIES = {
     "enrollment": "edge_cnn.studies.enrollment_protocol",
     "accuracy": "edge_cnn.studies.accuracy_report",
     "export": "edge_cnn.studies.bench_export",
+    "deploy": "edge_cnn.studies.deploy_choice",
     "overhead": "edge_cnn.studies.bench_overhead",
     "train": "edge_cnn.studies.bench_train",
 }

@@ -1,0 +1,223 @@
+"""Is the runtime's default artifact the fastest on this CPU, and is edgecnn's best file as fast as hand-made ones?
+
+Why: the export machine is seldom the device, and whether int8 pays depends on the CPU (VNNI/AMX above all)
+and on the model's size, so a claim about the default choice must be measured per CPU kind. For each model,
+in one run: every artifact edgecnn exports (TFLite and ONNX, fp32 and int8), the same Keras model converted
+by hand (``tf2onnx.convert.from_keras`` for onnxruntime, ``TFLiteConverter.from_keras_model`` for LiteRT),
+and the artifact ``Predictor.load`` picks on this CPU without a ``bench --select`` measurement (the rule).
+Latency: batch 1, ``--threads`` intra-op threads, the median over ``--rounds`` interleaved rounds of the
+p50 of ``--runs`` calls (inputs quantized beforehand, as ``bench`` times them). It prints the ratios the
+targets are about: the default's p50 / the fastest's (target <= 1.05), "ours / hand-made" = edgecnn's
+best / the best hand-made file's (target <= 1.0), and ONNX int8 / fp32 per operator type from onnxruntime's profiler
+(which layers make int8 pay or cost on this CPU). Zoo models have random weights (timing only), and
+are calibrated on noise images; ``--run`` adds a trained run directory (e.g. the pedestrian recipe's).
+
+    nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
+    nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from edge_cnn.errors import EdgeCNNError
+from edge_cnn.studies.shared import comma_list, interleaved_medians, one_line_errors, study_parser, write_report
+
+DEFAULT_MODELS = "mobilenet_v2:224,resnet18:224"
+COLUMNS = ["Model", "Artifact", "Size (MB)", "p50 (ms)", "x fastest", "Default"]
+SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made"]
+
+
+def model_spec(text: str) -> tuple[str, int]:
+    """``name:size`` (``mobilenet_v2:224``) -> (zoo name, square input size)."""
+    name, _, size = text.partition(":")
+    try:
+        return name, int(size or 224)
+    except ValueError:
+        raise EdgeCNNError(f"--models entry {text!r} must be NAME:SIZE, e.g. mobilenet_v2:224") from None
+
+
+def zoo_source(folder: Path, name: str, size: int, calibration_images: int = 16) -> tuple[Path, dict]:
+    """A random-weight zoo model saved as ``model.keras`` with its preprocess.json, labels.json and a folder
+    of noise images to calibrate on: what ``edgecnn export`` takes for a bare Keras file."""
+    from PIL import Image
+
+    from edge_cnn import zoo
+    from edge_cnn.io import write_json
+    from edge_cnn.keras import keras
+    from edge_cnn.preprocess import PreprocessSpec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    model = zoo.build(name, input_shape=(size, size, 3), num_classes=10)
+    model.save(folder / "model.keras")
+    PreprocessSpec(size, size, "rgb").save(folder / "preprocess.json")
+    write_json(folder / "labels.json", [f"class_{i}" for i in range(10)])
+    images = folder / "calibration"
+    images.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(calibration_images):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(images / f"noise_{index}.png")
+    options = {"preprocess": folder / "preprocess.json", "labels": folder / "labels.json", "calib_data": images,
+               "calib": calibration_images}
+    return folder / "model.keras", options
+
+
+def hand_made_files(model, folder: Path) -> dict[str, tuple[Path, str]]:
+    """The Keras model converted as a user would by hand, without edgecnn: fp32 ONNX and fp32 TFLite."""
+    import tf2onnx
+
+    from edge_cnn.keras import tf
+
+    onnx_path, tflite_path = folder / "hand_tf2onnx.onnx", folder / "hand_tfliteconverter.tflite"
+    spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")]
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(onnx_path))
+    tflite_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return {"hand-made tf2onnx fp32": (onnx_path, "onnx"), "hand-made TFLiteConverter fp32": (tflite_path, "tflite")}
+
+
+def edgecnn_files(export_dir: Path) -> dict[str, tuple[Path, str]]:
+    from edge_cnn.manifest import load_manifest
+
+    manifest = load_manifest(export_dir)
+    return {f"edgecnn {a.format} {a.precision}": (manifest.verified_path(a), a.format) for a in manifest.artifacts
+            if a.format in ("tflite", "onnx") and a.parity.get("status") != "FAILED"}
+
+
+def latencies(files: dict[str, tuple[Path, str]], size: tuple[int, ...], threads: int, runs: int,
+              rounds: int) -> dict[str, float]:
+    """{name: median over ``rounds`` of the p50 ms of ``runs`` batch-1 calls}, every file in turn per round."""
+    from edge_cnn.backends import open_backend
+    from edge_cnn.timing import time_calls
+
+    x = np.random.default_rng(1).random((8, *size), dtype=np.float32)
+    timers = {}
+    for name, (path, format) in files.items():
+        backend = open_backend(path, backend=format, threads=threads)
+        info = backend.inputs[0]
+        samples = [_as_input(x[i:i + 1], info) for i in range(len(x))]
+        timers[name] = partial(lambda run, batch: time_calls(run, batch, warmup=5, runs=runs).p50_ms, backend.run, samples)
+    return interleaved_medians(timers, rounds)
+
+
+def _as_input(batch: np.ndarray, info) -> np.ndarray:
+    """A float batch in the tensor's own type (an int8 input quantized with its scale and zero point)."""
+    if np.dtype(info.dtype) == np.float32:
+        return batch
+    scale, zero = info.quantization or (1.0, 0)
+    limits = np.iinfo(info.dtype)
+    return np.clip(np.round(batch / scale + zero), limits.min, limits.max).astype(info.dtype)
+
+
+def operator_family(op: str) -> str:
+    """The float operator an int8 kernel stands for (``QLinearConv`` -> ``Conv``, ``NhwcMaxPool`` -> ``MaxPool``),
+    so fp32 and int8 times line up; conversions the int8 graph adds are named as such."""
+    if op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+        return "(quantize/dequantize)"
+    if op.startswith("Reorder"):
+        return "(layout reorder)"
+    for prefix in ("QLinear", "Nhwc"):
+        op = op.removeprefix(prefix)
+    return op
+
+
+def operator_rows(label: str, files: dict[str, tuple[Path, str]], threads: int, runs: int, work: Path) -> list[dict]:
+    """onnxruntime's profile of edgecnn's ONNX fp32 and int8: ms per operator family and the int8/fp32 ratio."""
+    from edge_cnn.bench import run as bench
+    from edge_cnn.bench.config import BenchConfig
+
+    paths = [files[name][0] for name in ("edgecnn onnx fp32", "edgecnn onnx int8") if name in files]
+    if len(paths) < 2:
+        return []
+    report = bench(paths, BenchConfig(runs=runs, warmup=5, threads=str(threads), profile=True,
+                                      profile_dir=str(work / "profiles"), progress=False))
+    fp32, int8 = ({} for _ in range(2))
+    for totals, result in zip((fp32, int8), report.results):
+        for op in result.top_ops:
+            family = operator_family(op["op"])
+            totals[family] = totals.get(family, 0.0) + op["total_ms"]
+    rows = []
+    for op in sorted(set(fp32) | set(int8), key=lambda name: -(fp32.get(name, 0.0) + int8.get(name, 0.0))):
+        rows.append({"Model": label, "Operator": op, "fp32 ms": fp32.get(op), "int8 ms": int8.get(op),
+                     "int8 / fp32": int8[op] / fp32[op] if op in fp32 and op in int8 and fp32[op] else None})
+    return rows
+
+
+def measure_model(label: str, source: Path, export_options: dict, work: Path, threads: int, runs: int,
+                  rounds: int) -> tuple[list[dict], dict, list[dict]]:
+    """Export, convert by hand, time everything interleaved, and ask the runtime for its default."""
+    from edge_cnn.export import export
+    from edge_cnn.export.config import ExportConfig
+    from edge_cnn.keras_file import load_keras_model
+    from edge_cnn.run_dir import RunDir
+    from edge_cnn.runtime.artifacts import resolve
+
+    folder = work / label
+    folder.mkdir(parents=True, exist_ok=True)
+    export_dir = folder / "export"
+    if not (export_dir / "manifest.json").is_file():
+        export(source, ExportConfig(int8=True, out=str(export_dir), **export_options))
+    keras_file = source if source.suffix == ".keras" else RunDir(source).model_path
+    model = load_keras_model(keras_file)
+    files = {**edgecnn_files(export_dir), **hand_made_files(model, folder)}
+    measured = latencies(files, tuple(model.input_shape[1:]), threads, runs, rounds)
+    pick = resolve(export_dir)
+    default = f"edgecnn {pick.artifact.format} {pick.artifact.precision}"
+    fastest = min(measured, key=measured.get)
+    rows = [{"Model": label, "Artifact": name, "Size (MB)": files[name][0].stat().st_size / 1e6, "p50 (ms)": ms,
+             "x fastest": ms / measured[fastest], "Default": "<- default" if name == default else ""}
+            for name, ms in sorted(measured.items(), key=lambda item: item[1])]
+    ours = min(ms for name, ms in measured.items() if name.startswith("edgecnn"))
+    theirs = min(ms for name, ms in measured.items() if name.startswith("hand-made"))
+    print(f"{label}: the runtime's default is {default}: {pick.reason}", flush=True)
+    summary = {"Model": label, "Default": default, "Fastest": fastest,
+               "Default / fastest": measured[default] / measured[fastest], "Ours / hand-made": ours / theirs}
+    return rows, summary, operator_rows(label, files, threads, runs, folder)
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    from edge_cnn.machine import cpu_fingerprint, int8_accelerated
+
+    parser = study_parser(__doc__, prog)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the models, exports and reports")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"zoo NAME:SIZE list [{DEFAULT_MODELS}]")
+    parser.add_argument("--run", type=Path, help="also a trained run directory (its export is made in --work)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every runtime [1]")
+    parser.add_argument("--runs", type=int, default=50, help="calls per timing [50]")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds [5]")
+    args = parser.parse_args(argv)
+    sources = []
+    if args.run is not None:
+        if not (args.run / "model.keras").is_file():
+            raise EdgeCNNError(f"--run {args.run} holds no model.keras: give a run directory of `edgecnn train`")
+        sources.append((args.run.name, args.run, {}))
+    for name, size in map(model_spec, comma_list(args.models)):
+        label = f"{name}-{size}"
+        sources.append((label, *zoo_source(args.work / label / "source", name, size)))
+    print(f"machine: {cpu_fingerprint()}; threads {args.threads}", flush=True)
+    rows, summaries, operators = [], [], []
+    for label, source, options in sources:
+        print(f"{label}: export, hand-made conversion, timing", flush=True)
+        model_rows, summary, model_operators = measure_model(label, source, options, args.work, args.threads,
+                                                             args.runs, args.rounds)
+        rows += model_rows
+        summaries.append(summary)
+        operators += model_operators
+    fingerprint = cpu_fingerprint()
+    facts = {"cpu": fingerprint, "int8_accelerated": int8_accelerated(), "threads": args.threads,
+             "runs": args.runs, "rounds": args.rounds}
+    write_report(rows, facts, COLUMNS, "every artifact, fastest first", args.work, "deploy_artifacts")
+    write_report(summaries, facts, SUMMARY_COLUMNS, "the default choice and edgecnn against hand-made files",
+                 args.work, "deploy_summary")
+    if operators:
+        write_report(operators, facts, list(operators[0]), "onnxruntime profile: ms per operator type, int8 / fp32",
+                     args.work, "deploy_operators")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
