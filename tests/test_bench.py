@@ -414,3 +414,32 @@ def test_cli_table_fits_the_terminal_and_wide_shows_every_column(models, monkeyp
         assert result.exit_code == 0, output
         assert (max(len(line) for line in output.splitlines()) <= 100) != wide, output
         assert ("p90" in output) == wide and "p50 (ms)" in output and "images/s" in output
+
+
+def test_data_with_class_folders_adds_each_models_accuracy(models, tmp_path):
+    """`bench EXPORT --data DIR` with one sub-folder per label: every model's top-1 accuracy beside its
+    speed. Images are filed so that Keras is right on 8 of 12 (the first 8 in the folder of the class it
+    predicts, the last 4 in the other): a folder matched to the wrong label index would give 4 of 12,
+    as folders sort blue before red while the manifest says red=0, blue=1."""
+    from PIL import Image
+
+    from edge_cnn.keras_file import load_keras_model
+
+    rng = np.random.default_rng(3)
+    pixels = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(12)]
+    keras_model = load_keras_model(models.parent / "model.keras")
+    predicted = np.argmax(keras_model.predict(np.stack(pixels).astype(np.float32) / 255, verbose=0), axis=1)
+    for index, (image, label) in enumerate(zip(pixels, predicted)):
+        folder = tmp_path / "data" / ["red", "blue"][label if index < 8 else 1 - label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index}.png")
+    report = run(models, data=tmp_path / "data", **FAST)
+    accuracy = {Path(r.target).name: r.accuracy_pct for r in report.results}
+    assert accuracy["model.keras"] == pytest.approx(100 * 8 / 12)
+    assert accuracy["fp32.onnx"] == pytest.approx(100 * 8 / 12) and accuracy["fp32.tflite"] == pytest.approx(100 * 8 / 12)
+    assert 0.0 <= accuracy["int8.tflite"] <= 100.0
+    assert all(row["accuracy_pct"] is not None for row in report.rows())
+    (tmp_path / "data" / "green").mkdir()
+    Image.fromarray(pixels[0]).save(tmp_path / "data" / "green" / "0.png")
+    with pytest.raises(EdgeCNNError, match="green"):  # refused before anything is timed
+        run(models, data=tmp_path / "data", **FAST)

@@ -25,7 +25,9 @@ DEFAULTS = BenchConfig()  # every default is defined there once
 @click.option("--warmup", type=int, default=DEFAULTS.warmup, show_default=True, help="Untimed calls before timing.")
 @click.option("--runs", type=int, default=DEFAULTS.runs, show_default=True, help="Timed calls (unless --duration).")
 @click.option("--duration", type=float, default=DEFAULTS.duration, help="Time for this many seconds instead of --runs.")
-@click.option("--data", type=click.Path(), default=None, help="Folder of real images, preprocessed as the manifest says.")
+@click.option("--data", type=click.Path(), default=None,
+              help="Folder of real images, preprocessed as the manifest says; with one sub-folder per label, "
+              "each model's accuracy on them is measured too.")
 @click.option("--input-shape", default=None, help="Fills dynamic dimensions: one input without batch, e.g. 32x32x3.")
 @click.option("--include-copies", is_flag=True, help="GPU: time the host<->device copies too.")
 @click.option("--io-binding/--no-io-binding", default=DEFAULTS.io_binding, help="ORT IO binding (default: on for cuda/tensorrt).")
@@ -59,6 +61,7 @@ def bench(targets, json_path, csv_path, md_path, plot_path, select, wide, **opti
       edgecnn bench model.tflite --threads 2 --duration 10
       edgecnn bench a.onnx b.tflite --json out.json --csv out.csv --md out.md --plot out.png
       edgecnn bench runs/ped/export --select         # on the device: record its fastest correct artifact
+      edgecnn bench runs/ped/export --data ../shared/data/pedestrian   # speed and accuracy per artifact
 
     A requested provider that is not active exits with code 2 (never a silent CPU fallback).
     Failed configurations are reported in the table, and the command then exits with code 2.
@@ -80,7 +83,9 @@ def bench(targets, json_path, csv_path, md_path, plot_path, select, wide, **opti
     else:
         report = run(list(targets), BenchConfig(**options))
     click.echo(textwrap.fill(report.machine_line(), terminal_width(), subsequent_indent="  "))
-    print_table(_short_model_names(report.rows()), TABLE_COLUMNS if wide else KEY_COLUMNS, wide=wide,
+    measured_accuracy = any(result.accuracy_pct is not None for result in report.results)
+    columns = [c for c in (TABLE_COLUMNS if wide else KEY_COLUMNS) if c != "accuracy_pct" or measured_accuracy]
+    print_table(_short_model_names(report.rows()), columns, wide=wide,
                 title="edgecnn bench (speedup = baseline p50 / p50)")
     shown = set()
     for result in report.results:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_cnn.bench import inputs as bench_inputs
+from edge_cnn.bench.accuracy import add_accuracy, labelled_items
 from edge_cnn.bench.calls import Call
 from edge_cnn.bench.config import BenchConfig
 from edge_cnn.bench.engines import ENGINES, engine_for
@@ -33,10 +34,10 @@ from edge_cnn.timing import LatencyStats, measure_calls, summarize
 
 TABLE_COLUMNS = [
     "model", "precision", "provider", "batch", "threads", "size_mb", "create_ms", "first_ms",
-    "mean_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "peak_rss_mb", "speedup", "status",
+    "mean_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "peak_rss_mb", "speedup", "accuracy_pct", "status",
 ]
-KEY_COLUMNS = ["model", "precision", "provider", "batch", "threads", "size_mb", "p50_ms", "p99_ms", "images_per_s",
-               "speedup", "status"]  # the terminal's table without --wide
+KEY_COLUMNS = ["model", "precision", "provider", "batch", "threads", "size_mb", "p50_ms", "images_per_s",
+               "speedup", "accuracy_pct", "status"]  # the terminal's table without --wide
 
 
 @dataclasses.dataclass
@@ -62,6 +63,7 @@ class BenchResult:
     peak_rss_mb: float | None = None  # the process's high-water mark so far
     gpu_memory_mb: float | None = None
     speedup: float | None = None  # baseline p50 / this p50, same batch
+    accuracy_pct: float | None = None  # top-1 on bench --data's class folders (edge_cnn.bench.accuracy)
     status: str = "OK"  # OK or ERROR
     error: str | None = None
     note: str | None = None
@@ -93,6 +95,7 @@ class BenchResult:
             "peak_rss_mb": self.peak_rss_mb,
             "gpu_memory_mb": self.gpu_memory_mb,
             "speedup": self.speedup,
+            "accuracy_pct": self.accuracy_pct,
             "status": self.status,
             "error": self.error,
             "note": self.note,
@@ -153,8 +156,11 @@ def run(targets: Sequence[str | Path] | str | Path, config: BenchConfig | None =
     models = expand_targets(_as_list(targets), keras=config.keras)
     baseline_label = match_baseline(models, config.baseline)
     shape = bench_inputs.parse_shape(config.input_shape) if config.input_shape is not None else None
+    labelled = {}
     if config.data is not None:
         bench_inputs.image_files(config.data)  # a missing or empty folder fails before any model is timed
+        labelled = {model.label: items for model in models if model.labels
+                    for items in [labelled_items(config.data, model.labels)] if items}
     duration = config.duration
     settings = dict(
         providers=providers, batch=batches, threads=thread_counts, inter_op_threads=config.inter_op_threads,
@@ -179,6 +185,7 @@ def run(targets: Sequence[str | Path] | str | Path, config: BenchConfig | None =
             for provider, thread_count in engine_for(model.format).configurations(providers, thread_counts):
                 results += _bench_session(model, provider, thread_count, bar=bar, **session_options)
     apply_speedups(results, baseline_label)
+    add_accuracy(results, models, labelled)
     return BenchReport(results, machine_info(), settings)
 
 

@@ -40,6 +40,7 @@ class Target:
     preprocess: PreprocessSpec | None = None
     inputs: list[TensorSpec] | None = None  # the manifest's view (quantization of int8 ONNX inputs)
     note: str | None = None
+    labels: list[str] | None = None  # the manifest's class names (bench --data's accuracy)
 
 
 def expand_targets(paths: Sequence[str | Path], keras: bool = True) -> list[Target]:
@@ -65,7 +66,8 @@ def _manifest_targets(folder: Path, keras: bool) -> list[Target]:
     targets = []
     source = Path(os.path.normpath(folder / ".." / "model.keras"))
     if keras and source.is_file() and importlib.util.find_spec("tensorflow") is not None:
-        targets.append(_keras_target(source, manifest.preprocess, manifest.source_sha256))
+        targets.append(dataclasses.replace(_keras_target(source, manifest.preprocess, manifest.source_sha256),
+                                           labels=list(manifest.labels)))
     for artifact in manifest.artifacts:
         if not get_format(artifact.format).embedded:
             continue  # SavedModel folders are TensorFlow's; the Keras baseline covers them
@@ -78,6 +80,7 @@ def _manifest_targets(folder: Path, keras: bool) -> list[Target]:
                 preprocess=manifest.preprocess,
                 inputs=artifact.inputs,
                 note=None if artifact.status == "OK" else f"export parity verdict {artifact.status}",
+                labels=list(manifest.labels),
             )
         )
     return targets

@@ -36,7 +36,7 @@ def open_run(path: str | os.PathLike) -> ExplainRun:
     """A run directory (or its ``model.keras``) -> model, labels, preprocessing; TFLite/ONNX refused."""
     path = Path(path)
     if path.suffix.lower() in NO_GRADIENT_SUFFIXES:
-        raise ModelFileError(f"{path} is a {path.suffix.lstrip('.').upper()} file: {NEED_KERAS}")
+        raise ModelFileError(f"{path} is not a Keras model but a {path.suffix} file: {NEED_KERAS}")
     if path.is_file() and path.suffix == ".keras":
         path = path.parent
     if path.is_dir() and (path / "manifest.json").is_file() and not (path / "model.keras").is_file():
