@@ -257,3 +257,28 @@ def test_a_second_run_to_the_default_folder_gets_a_numbered_one(square_images, t
     assert (first.name, second.name) == (default, f"{default}-2")
     assert (first / "model.keras").is_file() and (second / "model.keras").is_file()
     assert numbered_dir(Path("runs") / default) == Path("runs") / f"{default}-3"
+
+
+@pytest.mark.parametrize("name, size", [("mobilenet_v3_small", 32)])
+def test_imagenet_weights_of_a_new_family_load_into_the_zoo_backbone(name, size, tmp_path, monkeypatch):
+    """`--weights imagenet` for the issue-19 families: Keras Applications' own no-top file in the local cache
+    (a stand-in saved here, random weights) fills every backbone layer, and the backbone then computes what
+    the Keras model computes (Keras rescales inside the model, PreprocessSpec does it before ours)."""
+    from edge_cnn.keras import keras
+    from edge_cnn.preprocess import PreprocessSpec
+    from edge_cnn.train.model import IMAGENET, build_model, imagenet_preprocess, load_initial_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    constructor, stem, _ = IMAGENET[name]
+    keras.utils.set_random_seed(0)
+    application = getattr(keras.applications, constructor)(include_top=False, weights=None,
+                                                            input_shape=(size, size, 3))
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    application.save_weights(tmp_path / "keras" / "models" / stem.format(alpha=1.0))
+    model = build_model(name, (size, size, 3), 2)
+    copied, total, origin = load_initial_weights(model, "imagenet", model_name=name)
+    assert copied == total and origin.endswith(stem.format(alpha=1.0))
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.float32)
+    spec = PreprocessSpec(size, size, "rgb", **imagenet_preprocess(name))
+    ours = keras.Model(model.input, model.get_layer("head_pool").input)(spec.normalize(pixels))
+    np.testing.assert_allclose(ours, application(pixels), rtol=1e-4, atol=1e-4)

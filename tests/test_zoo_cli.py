@@ -17,7 +17,7 @@ def _invoke(*args):
 def test_zoo_family_json_has_reference_numbers():
     result = _invoke("zoo", "--family", "mobilenet", "--json")
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.output)}
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"mobilenet_v1", "mobilenet_v2"}
     assert rows["mobilenet_v2"]["params"] == 3_504_872
     assert rows["mobilenet_v2"]["macs"] == pytest.approx(0.30e9, rel=0.05)
@@ -42,6 +42,20 @@ def test_zoo_table_lists_every_model_and_caches(monkeypatch, tmp_path):
     monkeypatch.setattr(table, "source_digest", lambda: "edited")
     table.zoo_table(["lenet5"])
     assert built == ["lenet5"]
+
+
+def test_zoo_in_a_log_prints_a_line_per_model_built_and_nothing_from_the_cache(monkeypatch, tmp_path):
+    """Not a terminal: the first run's minutes of building show as plain lines on stderr (no bar, no
+    backspaces); a run served by the cache adds nothing to the table."""
+    monkeypatch.setenv("EDGECNN_HOME", str(tmp_path))
+    monkeypatch.setattr(table, "profile_row", lambda name, input_shape=None: {
+        "family": model_info(name).family, "name": name, "params": 1, "macs": 1, "input": "1x1x1"})
+    first = _invoke("zoo", "--family", "resnet")
+    names = list_models("resnet")
+    assert first.exit_code == 0 and first.stderr.splitlines() == [
+        f"profiled {name} ({index}/{len(names)})" for index, name in enumerate(names, 1)]
+    again = _invoke("zoo", "--family", "resnet")
+    assert again.exit_code == 0 and again.stderr == "" and "\b" not in first.output + again.output
 
 
 def test_zoo_show_per_layer_table():

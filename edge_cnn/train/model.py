@@ -29,6 +29,19 @@ IMAGENET = {
                   {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
     "densenet121": ("DenseNet121", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
                     {"scale": 1 / 255, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}),
+    # MobileNetV3's Keras model rescales to [-1, 1] inside (include_preprocessing); the zoo's does not, so
+    # PreprocessSpec does it, and the Rescaling layer (no weights) is skipped when weights are copied.
+    "mobilenet_v3_small": ("MobileNetV3Small", "weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5",
+                           {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
+    "mobilenet_v3_large": ("MobileNetV3Large", "weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5",
+                           {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
+    "inception_v3": ("InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                     {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
+    "xception": ("Xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
+    "inception_resnet_v2": ("InceptionResNetV2", "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
+    "nasnet_mobile": ("NASNetMobile", "nasnet_mobile_no_top.h5", {"scale": 1 / 127.5, "mean": (1.0,), "std": (1.0,)}),
 }
 
 

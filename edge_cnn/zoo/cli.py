@@ -61,11 +61,23 @@ def human_count(value: int) -> str:
 
 
 def _with_progress(names, make_table):
+    """A live bar on a terminal; in a log or pipe, one line per model built (the first run builds every
+    model, minutes; later runs read the cache and print nothing)."""
+    import sys
+
     from rich.progress import Progress
 
+    if not sys.stderr.isatty():
+        count = len(names)
+
+        def line(name: str, built: bool) -> None:
+            if built:
+                click.echo(f"profiled {name} ({names.index(name) + 1}/{count})", err=True)
+
+        return make_table(names, on_row=line)
     with Progress(transient=True, disable=len(names) < 3) as progress:
         task = progress.add_task("profiling models", total=len(names))
-        return make_table(names, on_row=lambda name: progress.advance(task))
+        return make_table(names, on_row=lambda name, built: progress.advance(task))
 
 
 @zoo.command("show")

@@ -46,8 +46,9 @@ def profile_row(name: str, input_shape=None) -> dict:
     }
 
 
-def zoo_table(names: list[str] | None = None, on_row: Callable[[str], None] | None = None) -> list[dict]:
-    """Rows for ``names`` (default: every registered model), from the cache where it is current."""
+def zoo_table(names: list[str] | None = None, on_row: Callable[[str, bool], None] | None = None) -> list[dict]:
+    """Rows for ``names`` (default: every registered model), from the cache where it is current;
+    ``on_row(name, built)`` after each (``built``: it was not in the cache, so the model was built)."""
     names = names or list_models()
     cache_file = home_dir() / CACHE_NAME
     digest = source_digest()
@@ -58,11 +59,12 @@ def zoo_table(names: list[str] | None = None, on_row: Callable[[str], None] | No
         rows = {}
     changed = False
     for name in names:
-        if name not in rows:
+        built = name not in rows
+        if built:
             rows[name] = profile_row(name)
             changed = True
         if on_row:
-            on_row(name)
+            on_row(name, built)
     if changed:
         write_json(cache_file, {"digest": digest, "rows": rows})
     return [rows[name] for name in names]
