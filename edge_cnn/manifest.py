@@ -26,7 +26,7 @@ from edge_cnn.tasks import DEFAULT_TASK, task_names
 SCHEMA = 1
 MANIFEST_NAME = "manifest.json"
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
-MEANINGS = ("probabilities", "logits", "embedding")
+MEANINGS = ("probabilities", "logits", "embedding", "box_map")
 STATUSES = ("OK", "WARN", "FAILED")
 
 
@@ -44,8 +44,22 @@ class TensorSpec:
     shape: list[int]  # -1 for a dynamic dimension (batch)
     dtype: str
     layout: str | None = None  # inputs: NHWC or NCHW
-    meaning: str | None = None  # outputs: probabilities, logits or embedding
+    meaning: str | None = None  # outputs: probabilities, logits, embedding or box_map (a detection map)
     quantization: Quantization | None = None
+
+
+@dataclasses.dataclass
+class Verification:
+    """What ``edgecnn evaluate --protocol lfw`` measured for an embedding artifact, so that ``edgecnn face
+    verify`` decides with a threshold measured on a public protocol, not a guess: declare "same person" when
+    the cosine is >= ``threshold`` (the accuracy-maximising threshold over all the protocol's pairs); the
+    accuracy is the protocol's cross-validated one (thresholds chosen on the other folds)."""
+
+    protocol: str  # "lfw": LFW View 2, 10 folds
+    threshold: float
+    mean_accuracy: float
+    std_accuracy: float
+    pairs: int
 
 
 @dataclasses.dataclass
@@ -61,6 +75,7 @@ class Artifact:
     status: str = "OK"  # parity verdict: OK, WARN or FAILED
     optimization: dict[str, Any] = dataclasses.field(default_factory=dict)  # qat / prune / cluster facts
     parity: dict[str, Any] = dataclasses.field(default_factory=dict)  # accuracy, agreement, max diff
+    verification: Verification | None = None  # embedding artifacts measured by `evaluate --protocol lfw`
 
 
 @dataclasses.dataclass
@@ -71,6 +86,7 @@ class Manifest:
     artifacts: list[Artifact]
     created_by: str = ""
     task: str = DEFAULT_TASK  # a name of the task table (edge_cnn.tasks): how the runtime reads the outputs
+    decoding: dict[str, Any] = dataclasses.field(default_factory=dict)  # the task's (detect: stride, box scale, ...)
     schema: int = SCHEMA
     root: Path | None = dataclasses.field(default=None, compare=False)  # folder of the manifest file
 
@@ -126,6 +142,7 @@ class Manifest:
             "labels": list(self.labels),
             "preprocess": self.preprocess.to_dict(),
             "artifacts": [dataclasses.asdict(a) for a in self.artifacts],
+            **({"decoding": dict(self.decoding)} if self.decoding else {}),
         }
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -152,10 +169,23 @@ class Manifest:
             source_sha256 = _string(data["source_sha256"], "source_sha256")
             created_by = _string(data.get("created_by", ""), "created_by")
             task = _choice(data.get("task", DEFAULT_TASK), task_names(), "task")
+            decoding = _decoding(data.get("decoding", {}))
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ManifestError(f"{where} is invalid ({detail}): re-export the model") from None
-        return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, task=task, root=root)
+        return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, task=task, decoding=decoding,
+                   root=root)
+
+
+def _decoding(value: Any) -> dict[str, Any]:
+    """The task's decoding record: an object; a ``stride`` is a positive whole number, thresholds lie in [0, 1]."""
+    decoding = _object(value, "decoding")
+    if "stride" in decoding:
+        _integer(decoding["stride"], "decoding stride", 1)
+    for key in ("score_threshold", "nms_iou"):
+        if key in decoding and not 0.0 <= _number(decoding[key], f"decoding {key}") <= 1.0:
+            raise ValueError(f"decoding {key} {decoding[key]!r} must lie in [0, 1]")
+    return decoding
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -246,6 +276,23 @@ def _artifact(data: dict[str, Any]) -> Artifact:
         status=_choice(data.get("status", "OK"), STATUSES, "status"),
         optimization=_object(data.get("optimization", {}), "optimization"),
         parity=_object(data.get("parity", {}), "parity"),
+        verification=_verification(data.get("verification")),
+    )
+
+
+def _verification(value: Any) -> Verification | None:
+    if value is None:
+        return None
+    data = _object(value, "verification")
+    threshold = _number(data["threshold"], "verification threshold")
+    if not -2.0 <= threshold <= 2.0:  # a cosine threshold; the protocol's extremes are lowest - 1 and highest + 1
+        raise ValueError(f"verification threshold {threshold} is not a cosine threshold in [-2, 2]")
+    return Verification(
+        protocol=_string(data["protocol"], "verification protocol"),
+        threshold=threshold,
+        mean_accuracy=_number(data["mean_accuracy"], "verification mean_accuracy"),
+        std_accuracy=_number(data["std_accuracy"], "verification std_accuracy"),
+        pairs=_integer(data["pairs"], "verification pairs", 1),
     )
 
 

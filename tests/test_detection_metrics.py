@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_cnn.detect.evaluation import (
+from edge_cnn.box_metrics import (
     MISS_RATE_FPPI_POINTS,
     ap_50_95,
     average_precision,

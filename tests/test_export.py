@@ -38,7 +38,7 @@ def keras_probabilities(run: Path, split: str = "test") -> tuple[np.ndarray, np.
 @pytest.fixture(scope="module")
 def full_export(tiny_run_dir, tmp_path_factory):
     run = copy_run(tiny_run_dir, tmp_path_factory.mktemp("full"))
-    result = export(run, format="tflite,onnx,saved_model", int8=True, fp16=True, dynamic=True)
+    result = export(run, format="tflite,onnx,saved_model", int8=True, fp16=True, dynamic_range=True)
     return run, result
 
 
@@ -611,3 +611,13 @@ def test_bad_channel_pruning_exits_2(args, message, tiny_run_dir, tmp_path):
     outcome = CliRunner().invoke(main, ["export", str(copy_run(tiny_run_dir, tmp_path)), *args])
     assert outcome.exit_code == 2, outcome.output
     assert message in outcome.output
+
+
+def test_dynamic_range_flag_and_its_deprecated_spelling(tmp_path):
+    """`--dynamic` meant dynamic-range quantization here but dynamic input shapes in Ultralytics and
+    torch.onnx: the flag is `--dynamic-range`, and the old spelling still works with a warning."""
+    for flag, warned in (("--dynamic-range", False), ("--dynamic", True)):
+        result = CliRunner().invoke(main, ["export", str(tmp_path), flag, "--format", "onnx"])
+        assert result.exit_code == 2
+        assert "error: --dynamic-range is a precision of tflite only" in result.output  # the flag reached the config
+        assert ("--dynamic is deprecated" in result.output) == warned

@@ -1,4 +1,5 @@
-"""Pedestrian detection on full images: a window classifier slid over an image pyramid, then NMS.
+"""Detection on full images, two routes: a window classifier slid over an image pyramid then NMS
+(``sliding``, ``detector``), and a dense detection export decoded in numpy (``boxes``).
 
 Numpy and Pillow only (the runtime rule: no TensorFlow on the device).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class PedestrianDetector:
             raise EdgeCNNError(f"class {positive!r} is not one of the model's labels {labels}: pass --positive LABEL")
         spec = predictor.spec
         self.predictor = predictor
-        self.positive_index = labels.index(positive)
+        self.positive, self.positive_index = positive, labels.index(positive)
         self.window = window or (spec.height, spec.width)
         self.options = dict(stride=stride, scale_step=scale_step, threshold=threshold, iou_threshold=iou_threshold,
                             batch_size=batch_size, max_windows=max_windows)
@@ -52,7 +53,8 @@ class PedestrianDetector:
 
     def detect(self, image: Any) -> list[Box]:
         pil = to_pil(image).convert("RGB" if self.predictor.spec.color == "rgb" else "L")
-        return detect(pil, self._score, window=self.window, **self.options)
+        return [dataclasses.replace(box, label=self.positive)
+                for box in detect(pil, self._score, window=self.window, **self.options)]
 
     def cap_warning(self, image: Image.Image, name: str) -> str | None:
         """What ``max_windows`` cost on this image (the levels skipped, the people then too small

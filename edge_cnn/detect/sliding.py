@@ -1,4 +1,5 @@
-"""Sliding-window detection (Dalal & Triggs 2005 style) with greedy non-maximum suppression."""
+"""Sliding-window detection (Dalal & Triggs 2005 style) with greedy non-maximum suppression
+(``edge_cnn.box_metrics.nms``, the one NMS of the package)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from edge_cnn.detect.evaluation import iou
+from edge_cnn.box_metrics import nms
 from edge_cnn.errors import EdgeCNNError
 
 
 @dataclasses.dataclass(frozen=True)
 class Box:
-    """A detection in original-image pixels: top-left corner, size, classifier score."""
+    """A detection in original-image pixels: top-left corner, size, score, and the class found
+    (set by the detector that knows its labels; empty from the bare sliding-window search)."""
 
     x: int
     y: int
     w: int
     h: int
     score: float
+    label: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,19 +112,6 @@ def _windows(image: Image.Image, window, stride, scales) -> Iterator[tuple[float
         corners = window_boxes(level.shape[:2], window, stride)
         crops = np.stack([level[y : y + window[0], x : x + window[1]] for y, x in corners])
         yield scale, crops, corners
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression on (N, 4) [x, y, w, h] boxes; indices kept, best first."""
-    if len(boxes) == 0:
-        return []
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        order = rest[iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
-    return keep
 
 
 def detect(

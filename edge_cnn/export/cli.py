@@ -5,6 +5,8 @@ Exit codes: 0 all artifacts OK/WARN, 1 at least one requested artifact FAILED, 2
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from edge_cnn.export.config import ExportConfig
@@ -23,7 +25,9 @@ DEFAULTS = ExportConfig()  # every default is defined there once
     "--int8", is_flag=True, help="Add full-integer TFLite (int8 I/O) and ONNX int8, calibrated on training images."
 )
 @click.option("--fp16", is_flag=True, help="Add an fp16-weight TFLite model.")
-@click.option("--dynamic", is_flag=True, help="Add a dynamic-range (int8 weights) TFLite model.")
+@click.option("--dynamic-range", is_flag=True, help="Add a dynamic-range (int8 weights, float activations) TFLite model.")
+@click.option("--dynamic", "deprecated_dynamic", is_flag=True, hidden=True, expose_value=True,
+              help="Deprecated spelling of --dynamic-range (elsewhere --dynamic means dynamic input shapes).")
 @click.option("--float-io", is_flag=True, help="Keep float32 input/output tensors on the int8 TFLite model.")
 @click.option("--calib", default=DEFAULTS.calib, show_default=True, help="Number of training images used for int8 calibration.")
 @click.option(
@@ -105,7 +109,7 @@ def export(source: str, **options) -> None:
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
-      edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic
+      edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic-range
       edgecnn export runs/ped --int8 --keep-names --out runs/ped/export_debug   # converters' long names
       edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
       edgecnn export runs/faces --embedding --int8                # + embedding output for face enrollment
@@ -114,7 +118,10 @@ def export(source: str, **options) -> None:
     from edge_cnn.export.exporter import export as run_export
     from edge_cnn.report import print_table
 
-    result = run_export(source, ExportConfig(**options), verbose=1, log=lambda m: click.echo(f"export: {m}", err=True))
+    if options.pop("deprecated_dynamic"):
+        click.secho("warning: --dynamic is deprecated and will be removed: use --dynamic-range", fg="yellow", err=True)
+        options["dynamic_range"] = True
+    result = run_export(source, ExportConfig(**options), verbose=1 if sys.stdout.isatty() else 2, log=lambda m: click.echo(f"export: {m}", err=True))
     print_table(result.rows, COLUMNS, title=f"edgecnn export -> {result.manifest_path.parent}")
     click.echo(f"manifest: {result.manifest_path}\nreport:   {result.report_md}")
     for line in result.summary["failed"]:

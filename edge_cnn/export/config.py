@@ -27,7 +27,7 @@ class ExportConfig:
     format: Sequence[str] | str = "tflite,onnx"
     int8: bool = False
     fp16: bool = False
-    dynamic: bool = False
+    dynamic_range: bool = False  # --dynamic-range (the old --dynamic still works, with a warning)
     float_io: bool = False
     calib: int = 200
     calib_method: str = "minmax"
@@ -78,14 +78,14 @@ class ExportConfig:
             )
         self.onnx_options()
         _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.cluster,
-                       self.fp16, self.dynamic)
+                       self.fp16, self.dynamic_range)
         return self
 
 
-def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, fp16, dynamic) -> None:
+def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, fp16, dynamic_range) -> None:
     import onnx
 
-    for flag, precision, asked in (("--fp16", "fp16", fp16), ("--dynamic", "dynamic", dynamic)):
+    for flag, precision, asked in (("--fp16", "fp16", fp16), ("--dynamic-range", "dynamic", dynamic_range)):
         writers = [name for name in format_names() if precision in get_format(name).precisions]
         if asked and not set(writers) & set(formats):
             raise EdgeCNNError(f"{flag} is a precision of {', '.join(writers)} only: add one to --format")
@@ -93,8 +93,8 @@ def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, f
         raise EdgeCNNError(
             "--qat, --prune, --prune-channels and --cluster are exclusive: export one optimization per output folder"
         )
-    if qat and (fp16 or dynamic):
-        raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic")
+    if qat and (fp16 or dynamic_range):
+        raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic-range")
     if prune is not None and not 0.0 < float(prune) < 1.0:
         raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
     if prune_channels is not None and not 0.0 < float(prune_channels) < 1.0:

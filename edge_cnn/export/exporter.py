@@ -76,10 +76,11 @@ def export(
     # written last, so a re-export killed half-way leaves no manifest beside a mix of artifacts.
     (src.out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
+    task = get_task(src.task)
     x_test, y_test, parity_data = _parity_images(src)
     model, stem, facts = src.model, "model", {}
     if config.optimizing:
-        accuracy_before = _accuracy(src.model.predict(x_test, verbose=0), y_test)
+        accuracy_before = task.score(src.model.predict(x_test, verbose=0), y_test)
         log("fine-tuning on the training split")
         model, stem, facts = _optimize(src, config, verbose)
     if config.embedding:
@@ -89,7 +90,7 @@ def export(
         reference, reference_embedding = model.predict(x_test, verbose=0)
     else:
         reference, reference_embedding = model.predict(x_test, verbose=0), None
-    reference_accuracy = _accuracy(reference, y_test)
+    reference_accuracy = task.score(reference, y_test)
     if config.optimizing and y_test is not None:
         facts["keras_accuracy_before"] = accuracy_before
         facts["keras_accuracy_after"] = reference_accuracy
@@ -97,7 +98,7 @@ def export(
     calibration = _calibration(src, config.calib) if int8 and not qat else None
     context = _Context(src, model, config, calibration)
     artifacts, rows = [], []
-    for job in plan_jobs(config.formats, int8, config.fp16, config.dynamic, qat):
+    for job in plan_jobs(config.formats, int8, config.fp16, config.dynamic_range, qat):
         log(f"{job.format} {job.precision}")
         evaluation = (x_test, y_test, reference, reference_accuracy, reference_embedding)
         artifact, row = _run_job(job, stem, context, evaluation, facts)
@@ -112,6 +113,7 @@ def export(
         artifacts=artifacts,
         created_by=f"edgecnn {__version__} export",
         task=src.task,
+        decoding=get_task(src.task).decoding((src.spec.height, src.spec.width), model.outputs[0].shape),
     )
     manifest_path = manifest.save(src.out_dir)
     manifest = load_manifest(manifest_path)  # the contract is checked the way its readers check it
@@ -121,6 +123,7 @@ def export(
         "parity_data": parity_data,
         "parity_images": int(len(x_test)),
         "keras_accuracy": reference_accuracy,
+        "score": task.score_name,
         "calibration_images": 0 if calibration is None else int(len(calibration)),
         "optimization": facts,
     }
@@ -160,10 +163,10 @@ def _check_embedding(src: ExportSource) -> None:
 # --- data -----------------------------------------------------------------------
 
 
-def _parity_images(src: ExportSource) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _parity_images(src: ExportSource) -> tuple[np.ndarray, Any, str]:
     if src.test:
         x, y = src.load(src.test)
-        return (x, y, "test split") if src.test_labelled else (x, None, "--calib-data images (no labels)")
+        return (x, y, src.test_origin) if src.test_labelled else (x, None, f"{src.test_origin} (no labels)")
     low, high = src.spec.value_range()
     rng = np.random.default_rng(0)
     x = rng.uniform(low, high, (RANDOM_PARITY_IMAGES, *src.spec.input_shape)).astype(np.float32)
@@ -173,12 +176,6 @@ def _parity_images(src: ExportSource) -> tuple[np.ndarray, np.ndarray | None, st
 def _calibration(src: ExportSource, count: int) -> np.ndarray:
     """``count`` training images in a fixed shuffled order, through the run's spec."""
     return src.load(calibration_items(src.calibration, count))[0]
-
-
-def _accuracy(probabilities: np.ndarray | None, y: np.ndarray | None) -> float | None:
-    if probabilities is None or y is None:
-        return None
-    return 100.0 * float(np.mean(probabilities.argmax(1) == y))
 
 
 def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
@@ -275,7 +272,8 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
                 class_reference = context.logits_reference(x) if logits else reference
                 references = (class_reference, reference_embedding)
                 loaded = parity.resolve_same_shapes(loaded, converted.output_names, x, references)
-            checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding)
+            checked = parity.compare(loaded, x, y, reference, reference_accuracy, job.precision, reference_embedding,
+                                     task=context.src.task)
             digest, size, gzipped = _measure(tmp)
     except EdgeCNNError as exc:
         return None, failed_row(job, final.name, str(exc))

@@ -20,6 +20,7 @@ from edge_cnn.numerics import dequantize as runtime_dequantize
 from edge_cnn.numerics import l2_normalize
 from edge_cnn.numerics import quantize as runtime_quantize
 from edge_cnn.numerics import softmax
+from edge_cnn.tasks import get_task
 from edge_cnn.timing import time_calls
 
 FLOAT_TOLERANCE = 1e-4  # max abs difference of probabilities for fp32 artifacts
@@ -156,18 +157,13 @@ def compare(
     reference_accuracy: float | None,
     precision: str,
     reference_embedding: np.ndarray | None = None,
+    task: str | None = None,
 ) -> dict:
-    """Accuracy, top-1 agreement and max abs difference against the Keras probabilities, plus a verdict;
-    with ``reference_embedding``, the largest cosine distance between artifact and Keras embeddings."""
+    """The task's figures against Keras' main output (classify: accuracy, top-1 agreement and max abs
+    difference of the probabilities; detect: AP@0.5 on the test photos, box agreement and max abs
+    difference of the map), plus a verdict (the drop of the task's score is bounded like accuracy's); with ``reference_embedding``, the largest cosine distance between artifact and Keras embeddings."""
     outputs = artifact.predict_all(x)
-    probabilities = outputs[0]
-    agreement = 100.0 * float(np.mean(probabilities.argmax(1) == reference.argmax(1)))
-    facts = {
-        "images": int(len(x)),
-        "accuracy": 100.0 * float(np.mean(probabilities.argmax(1) == y)) if y is not None else None,
-        "agreement": agreement,
-        "max_abs_diff": float(np.max(np.abs(probabilities - reference))),
-    }
+    facts = {"images": int(len(x)), **get_task(task).parity(outputs[0], reference, y)}
     if facts["accuracy"] is not None and reference_accuracy is not None:
         facts["accuracy_drop_pp"] = reference_accuracy - facts["accuracy"]
     if reference_embedding is not None:

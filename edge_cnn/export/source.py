@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from edge_cnn.io import sha256_file
 from edge_cnn.keras_file import load_keras_model
 from edge_cnn.preprocess import PreprocessSpec, find_images
 from edge_cnn.run_dir import RunDir
-from edge_cnn.tasks import DEFAULT_TASK
+from edge_cnn.tasks import DEFAULT_TASK, get_task
 
 Items = list[tuple[str, int]]  # (image path, class index); class -1 when unknown
 
@@ -36,16 +37,22 @@ class ExportSource:
     sha256: str
     out_dir: Path
     task: str = DEFAULT_TASK  # the run's task (a bare .keras file: the default)
+    test_origin: str = "test split"  # where the parity images come from, for the report
+    truths: dict[str, Any] = dataclasses.field(default_factory=dict)  # a box-annotated run's ground truth by path
 
     @property
     def test_labelled(self) -> bool:
-        return bool(self.test) and all(label >= 0 for _, label in self.test)
+        return bool(self.test) and all(label >= 0 or path in self.truths for path, label in self.test)
 
-    def load(self, items: Items) -> tuple[np.ndarray, np.ndarray]:
-        """Images -> (float32 batch in the model's layout, labels), through the run's spec only."""
+    def load(self, items: Items) -> tuple[np.ndarray, Any]:
+        """Images -> (float32 batch in the model's layout, their truth: class indices, or for a box-annotated
+        run each image's boxes as the task scores them), through the run's spec only."""
         if not items:
             return np.zeros((0, *self.spec.input_shape), np.float32), np.zeros((0,), np.int64)
-        return self.spec([path for path, _ in items]), np.array([label for _, label in items], np.int64)
+        batch = get_task(self.task).model_inputs(self.spec, [path for path, _ in items])
+        if self.truths and all(path in self.truths for path, _ in items):
+            return batch, [self.truths[path] for path, _ in items]
+        return batch, np.array([label for _, label in items], np.int64)
 
 
 def load_source(
@@ -64,9 +71,10 @@ def load_source(
     found = _from_run_dir(path, preprocess, labels) if path.is_dir() else _from_model_file(path, preprocess, labels)
     model_path, spec, label_names, train, test, trained_hint, default_out = found
     calibration = list_images(calib_data) if calib_data else train
+    task = RunDir(path).task() if path.is_dir() else DEFAULT_TASK
     model = load_keras_model(model_path, compile=True)  # compiled: its optimizer tells whether it was fitted
     _check_input(model, spec, model_path)
-    classes = int(model.outputs[0].shape[-1])
+    classes = get_task(task).classes_in_output(model.outputs[0].shape)
     label_names = label_names or [f"class{i}" for i in range(classes)]
     if len(label_names) != classes:
         raise EdgeCNNError(f"{len(label_names)} labels for a model with {classes} outputs: fix labels.json / --labels")
@@ -78,11 +86,22 @@ def load_source(
         train=train,
         calibration=calibration,
         test=test or (calibration if calib_data else []),
+        test_origin="test split" if test else "--calib-data images",
         trained=trained_hint or _was_fitted(model),
         sha256=sha256_file(model_path),
         out_dir=Path(out) if out else default_out,
-        task=RunDir(path).task() if path.is_dir() else DEFAULT_TASK,
+        task=task,
+        truths=_truths(RunDir(path), task) if path.is_dir() else {},
     )
+
+
+def _truths(run: RunDir, task: str) -> dict[str, Any]:
+    """A box-annotated run's ground truth per image (its boxes.json), which the task scores parity with."""
+    if get_task(task).data_kind != "boxes":
+        return {}
+    from edge_cnn.train.box_route import input_truths
+
+    return input_truths(run)
 
 
 def _from_run_dir(path: Path, preprocess, labels):

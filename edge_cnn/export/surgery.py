@@ -23,6 +23,9 @@ def embedding_layer(model, path: Path, task: str | None = None):
     """The task's feature layer (classify: ``head_pool``, the pooled penultimate features).
     A QAT model wraps it as ``quant_<name>``."""
     feature_layer = get_task(task).feature_layer
+    if feature_layer is None:
+        raise EdgeCNNError(f"--embedding exports an image-level feature vector and a {get_task(task).name} model has "
+                           "none: export without --embedding")
     for name in (feature_layer, f"quant_{feature_layer}"):
         if name in {layer.name for layer in model.layers}:
             return model.get_layer(name)

@@ -1,6 +1,9 @@
-"""``edgecnn face enroll|identify``: add people to a gallery, then name faces by embedding.
+"""``edgecnn face enroll|identify|verify``: add people to a gallery, name faces by embedding, compare two
+photos; and ``edgecnn evaluate`` (classification on a folder, or LFW verification with ``--protocol lfw``).
 
-Both verbs follow the project's rule for bad input: the output file is proved writable before any
+``evaluate`` lives here, not beside the trainer, because its LFW protocol scores export folders through the
+embedded runtime, a later stage than training; the classification evaluation is still the trainer's command.
+The face verbs follow the project's rule for bad input: the output file is proved writable before any
 work, one bad image or person folder does not sink the others, and the end is one ``error:`` line.
 """
 
@@ -10,9 +13,10 @@ import json
 
 import click
 
+from edge_cnn.errors import EdgeCNNError
 from edge_cnn.face.gallery import DEFAULT_THRESHOLD
 from edge_cnn.formats import embedded_formats
-from edge_cnn.options import collect_inputs, finish_batch
+from edge_cnn.options import collect_inputs, finish_batch, recipe_option
 
 
 @click.group()
@@ -23,6 +27,7 @@ def face() -> None:
     Examples:
       edgecnn face enroll gallery/ --model runs/faces/export --out gallery.npz
       edgecnn face identify --gallery gallery.npz probe1.png probe2.png --json
+      edgecnn face verify runs/faces/export a.jpg b.jpg
     """
 
 
@@ -101,3 +106,85 @@ def identify(images, gallery_path, model, threshold, as_json, backend, precision
         identified += 1
         click.echo(json.dumps(result.to_dict()) if as_json else f"{result.path}\t{result.identity}\t{result.score:.4f}")
     finish_batch(failures, identified, "were identified above")
+
+
+@face.command()
+@click.argument("model")
+@click.argument("image_a", type=click.Path())
+@click.argument("image_b", type=click.Path())
+@click.option("--threshold", type=float, default=None,
+              help="Cosine similarity at or above which the two faces are the same person (default: the threshold "
+              "`edgecnn evaluate MODEL --protocol lfw` stored in the manifest for this artifact).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: same, cosine, threshold, threshold_source.")
+@_backend
+@_precision
+def verify(model, image_a, image_b, threshold, as_json, backend, precision):
+    """Say whether IMAGE_A and IMAGE_B show the same person, with MODEL's embeddings (an export folder or
+    artifact with an embedding output). Prints same/different, the cosine and the threshold.
+
+    \b
+    Examples:
+      edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images   # stores the threshold
+      edgecnn face verify runs/faces/export a.jpg b.jpg
+      edgecnn face verify runs/faces/export a.jpg b.jpg --threshold 0.35 --json
+    """
+    from edge_cnn.face.verify import operating_threshold, verify as verify_faces
+
+    predictor = _load_predictor(model, backend, precision)
+    operating_threshold(predictor, threshold)  # a missing threshold fails before any image is read
+    verdict = verify_faces(predictor, image_a, image_b, threshold)
+    if as_json:
+        click.echo(json.dumps(verdict.to_dict()))
+        return
+    answer = "same" if verdict.same else "different"
+    click.echo(f"{answer}\tcosine {verdict.cosine:.4f}\tthreshold {verdict.threshold:.4f} ({verdict.threshold_source})")
+
+
+@click.command(epilog="""
+\b
+Examples:
+  edgecnn evaluate runs/face --data face
+  edgecnn evaluate runs/ped --data ../shared/data/pedestrian --json
+  edgecnn evaluate runs/faces --protocol lfw --pairs lfw/pairs.txt --data lfw/images          # the Keras model
+  edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images   # every fp32/int8 artifact
+  edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images --test-folds 6-10
+""")
+@recipe_option
+@click.argument("source", metavar="RUN_OR_EXPORT", type=click.Path())
+@click.option("--data", required=True,
+              help="classify: image folder whose class folders carry the run's label names; lfw: the folder "
+              "holding one sub-folder of images per person.")
+@click.option("--protocol", type=click.Choice(["classify", "lfw"]), default="classify", show_default=True,
+              help="classify: accuracy of a run on a labelled folder; lfw: LFW View 2 face verification "
+              "(10 folds, per-fold thresholds, ROC, TAR at FAR 1e-2 and 1e-3) of a run or of every fp32/int8 "
+              "embedding artifact of an export, whose thresholds are stored in its manifest.")
+@click.option("--pairs", type=click.Path(), default=None, help="lfw: the pairs file (LFW View 2 pairs.txt).")
+@click.option("--test-folds", default=None,
+              help="lfw: evaluate only these folds (e.g. 6-10) when the model trained on the others' people.")
+@click.option("--out", type=click.Path(), default=None, show_default="SOURCE/lfw",
+              help="lfw: folder for lfw_report.json and lfw_roc.png.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of tables.")
+@click.pass_context
+def evaluate(ctx, source, data, protocol, pairs, test_folds, out, batch_size, as_json):
+    """Evaluate a run's model on another image folder, or verify faces on LFW (--protocol lfw)."""
+    if protocol == "classify":
+        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds), ("--out", out)) if value]
+        if given:
+            raise EdgeCNNError(f"{', '.join(given)} belong(s) to --protocol lfw: add --protocol lfw or drop them")
+        from edge_cnn.train.cli import evaluate as evaluate_classification
+
+        ctx.invoke(evaluate_classification, run=source, data=data, batch_size=batch_size, as_json=as_json)
+        return
+    if pairs is None:
+        raise EdgeCNNError("--protocol lfw needs --pairs PAIRS.txt (LFW View 2) and --data DIR (one folder per person)")
+    from edge_cnn.face.lfw import evaluate_lfw
+    from edge_cnn.report import print_table
+
+    report = evaluate_lfw(source, pairs, data, out=out, test_folds=test_folds, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps([item.to_dict() for item in report.models], indent=2))
+        return
+    print_table(report.rows(), title=f"LFW View 2, {report.images} images: {source}")
+    stored = f"; thresholds stored in {report.manifest}" if report.manifest else ""
+    click.echo(f"report: {report.report_json}, ROC: {report.roc_png}{stored}")

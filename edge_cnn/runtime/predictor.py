@@ -1,8 +1,9 @@
-"""``Predictor``: images in, labelled predictions (or embeddings) out, with no TensorFlow.
+"""``Predictor``: images in, labelled predictions (or embeddings, or boxes) out, with no TensorFlow.
 
 Everything a model needs around it comes from the export manifest: the ``PreprocessSpec``
 (the same object the trainer used, so inputs are identical), the int8 quantization of
-the input, the meaning of each output (probabilities, logits, embedding) and the labels.
+the input, the meaning of each output (probabilities, logits, embedding, box_map), the task's
+decoding (detect: stride, thresholds) and the labels.
 
 One ``Predictor`` may be shared by threads: it holds no per-call state; onnxruntime
 sessions are thread-safe and ``TFLiteBackend`` serialises its interpreter with a lock.
@@ -23,7 +24,9 @@ from edge_cnn.manifest import Artifact, Manifest, TensorSpec
 from edge_cnn.numerics import dequantize, l2_normalize, quantize, softmax
 from edge_cnn.runtime import artifacts as artifact_files
 from edge_cnn.tasks import get_task
+from edge_cnn.preprocess import RESAMPLING, to_pil
 from edge_cnn.tasks.classify import Prediction
+from edge_cnn.tasks.detect import MAX_DETECTIONS, MEANING as BOX_MEANING, letterbox
 
 CLASS_MEANINGS = ("probabilities", "logits", None)  # an output without a meaning is taken as probabilities
 DEFAULT_BATCH = 32
@@ -51,6 +54,10 @@ class Predictor:
         ]
         self._class_output = next((i for i, o in enumerate(artifact.outputs) if o.meaning in CLASS_MEANINGS), None)
         self._embedding_output = next((i for i, o in enumerate(artifact.outputs) if o.meaning == "embedding"), None)
+        self._box_output = next((i for i, o in enumerate(artifact.outputs) if o.meaning == BOX_MEANING), None)
+        if self._box_output is not None and not {"stride", "score_threshold", "nms_iou"} <= set(manifest.decoding):
+            raise ManifestError(f"{self.model_path} outputs a detection map but its manifest's decoding lacks the stride "
+                                "or thresholds: re-export the model")
         self._check_labels()
         fixed = backend.inputs[0].shape[0]
         self._fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
@@ -114,6 +121,27 @@ class Predictor:
         vectors = l2_normalize(self._forward(batch)[self._embedding_output])
         return vectors[0] if single else vectors
 
+    def detect(self, images: Any, threshold: float | None = None, iou_threshold: float | None = None,
+               max_detections: int = MAX_DETECTIONS) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Boxes of a detection export: per image a list of {x, y, w, h, score, label} in its original
+        pixels, best first (one list for a single image). Each image is letterboxed to the input as in
+        training, decoded and suppressed in numpy with the manifest's decoding; ``threshold`` and
+        ``iou_threshold`` default to the manifest's."""
+        if self._box_output is None:
+            raise EdgeCNNError(
+                f"{self.model_path} has no detection output (no output with meaning {BOX_MEANING!r} in its manifest): "
+                "export a run trained with --task detect, or use predict()"
+            )
+        items, single = _as_items(images)
+        placed = [letterbox(self._pil(item, position), self.spec.height, self.spec.width, self.spec.color,
+                            RESAMPLING[self.spec.resize]) for position, item in enumerate(items)]
+        values = self._forward(self._encode([pixels for pixels, _ in placed]))[self._box_output]
+        options = {"threshold": threshold, "iou_threshold": iou_threshold}
+        answers = self.task.postprocess(values, BOX_MEANING, self.labels, max_detections, [None] * len(items),
+                                        decoding=self.manifest.decoding, letterboxes=[box for _, box in placed],
+                                        **{key: value for key, value in options.items() if value is not None})
+        return answers[0] if single else answers
+
     def predict_files(self, paths: Iterable[str | os.PathLike], topk: int = 5, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[str, Prediction | None, ImageError | None]]:
         """(path, prediction, None) per readable file and (path, None, error) per unreadable one, in order.
 
@@ -167,6 +195,14 @@ class Predictor:
     def _load(self, item: Any, position: int) -> np.ndarray:
         try:
             return self.spec.load_image(item)
+        except ImageError as exc:
+            if isinstance(item, (str, os.PathLike)):
+                raise  # the message names the file
+            raise ImageError(f"input {position} ({_describe(item)}): {exc}") from None
+
+    def _pil(self, item: Any, position: int) -> Image.Image:
+        try:
+            return to_pil(item)
         except ImageError as exc:
             if isinstance(item, (str, os.PathLike)):
                 raise  # the message names the file

@@ -21,6 +21,7 @@ from edge_cnn.errors import EdgeCNNError
 STUDIES = {
     "pedestrian": "edge_cnn.studies.compare_pedestrian",
     "faces": "edge_cnn.studies.compare_faces",
+    "faces_lfw": "edge_cnn.studies.lfw_baselines",
     "cv": "edge_cnn.studies.pedestrian_cv",
     "enrollment": "edge_cnn.studies.enrollment_protocol",
     "accuracy": "edge_cnn.studies.accuracy_report",

@@ -1,8 +1,11 @@
-"""The task table: what a model is trained to do, defined once per task (``classify`` today;
-``detect`` and ``embed`` next).
+"""The task table: what a model is trained to do, defined once per task (``classify`` and ``detect``;
+``embed`` next).
 
 A task owns its head (builder and layer names), its loss and metrics, the outputs its export
-carries with their manifest meaning, the runtime's post-processing, and its evaluation. The
+carries with their manifest meaning and decoding, the model inputs export calibrates and checks
+on, the parity figures of an artifact, the runtime's post-processing, and its evaluation. Its
+``data_kind`` names the trainer's data route (``folder``: class folders; ``boxes``: box-annotated
+photos), so the trainer never asks for a task by name. The
 run directory (``config.yaml``) and the manifest record the task's name; the trainer, the
 exporter, the runtime, ``evaluate`` and ``predict`` look it up here, so adding a task is one
 module that calls ``register_task`` plus its tests. This package is pure Python below every
@@ -25,7 +28,8 @@ class Task:
     name: str
     model_suffix: str  # the trained Keras model is named <backbone>_<model_suffix>
     head_layers: tuple[str, ...]  # the head's layer names: every other layer belongs to the backbone
-    feature_layer: str  # the layer whose output is the image's feature vector (the embedding export)
+    feature_layer: str | None  # the layer whose output is the image's feature vector (the embedding export); None: none
+    data_kind: str = "folder"  # the trainer's data route: "folder" (class folders) or "boxes" (annotated photos)
 
     def build_head(self, features: Any, num_outputs: int, *, dropout: float, pooling: str) -> Any:
         """The head on a backbone's 4-D feature map (a KerasTensor) -> the model's output tensor."""
@@ -45,8 +49,38 @@ class Task:
         """The manifest meaning of the main output of an exported artifact."""
         raise NotImplementedError
 
-    def postprocess(self, values: Any, meaning: str, labels: Sequence[str], topk: int, paths: Sequence[str | None]) -> list[Any]:
-        """The runtime's answer per image from the main output's values (dequantized float)."""
+    def postprocess(self, values: Any, meaning: str, labels: Sequence[str], topk: int, paths: Sequence[str | None],
+                    **options: Any) -> list[Any]:
+        """The runtime's answer per image from the main output's values (dequantized float); ``options``
+        carry what a task needs beyond them (detect: the manifest's decoding, each image's letterbox)."""
+        raise NotImplementedError
+
+    def classes_in_output(self, shape: Sequence[int]) -> int:
+        """How many labels the main output of this shape (batch first) stands for."""
+        return int(shape[-1])
+
+    def decoding(self, input_size: tuple[int, int], output_shape: Sequence[int]) -> dict[str, Any]:
+        """What the manifest records to decode the main output ({}: nothing beyond its meaning)."""
+        return {}
+
+    def model_inputs(self, spec: Any, images: Sequence[Any]) -> Any:
+        """Images (paths, PIL, arrays) -> the float batch the model takes (export's calibration and parity)."""
+        return spec(list(images))
+
+    score_name: str = "accuracy"  # what ``score`` measures (export's "Test accuracy (%)" column)
+
+    def score(self, outputs: Any, truth: Any) -> float | None:
+        """The task's figure in % of the main outputs on labelled images (None without ``truth``):
+        export's Keras reference and each artifact's, whose difference the parity verdict bounds."""
+        raise NotImplementedError
+
+    def parity(self, outputs: Any, reference: Any, truth: Any) -> dict[str, Any]:
+        """An artifact's main outputs against Keras' on the parity images: ``accuracy`` (``score``),
+        ``agreement`` (%) and ``max_abs_diff``, the figures export's verdict reads."""
+        raise NotImplementedError
+
+    def summary(self, split_metrics: dict[str, Any]) -> dict[str, Any]:
+        """The terminal row of one split of metrics.json."""
         raise NotImplementedError
 
 
@@ -77,4 +111,4 @@ def get_task(name: str | None) -> Task:
     return _TASKS[name]
 
 
-from edge_cnn.tasks import classify  # noqa: E402,F401  (registers the built-in tasks)
+from edge_cnn.tasks import classify, detect  # noqa: E402,F401  (registers the built-in tasks)

@@ -74,9 +74,25 @@ class Classify(Task):
         return "probabilities" if ends_in_softmax and not logits else "logits"
 
     def postprocess(self, values: np.ndarray, meaning: str, labels: Sequence[str], topk: int,
-                    paths: Sequence[str | None]) -> list[Prediction]:
+                    paths: Sequence[str | None], **options: Any) -> list[Prediction]:
         values = values.reshape(len(values), -1)
         return to_predictions(softmax(values) if meaning == "logits" else values, labels, topk, paths)
+
+    def score(self, outputs: np.ndarray, truth: np.ndarray | None) -> float | None:
+        """Top-1 accuracy (%) against the class indices ``truth``."""
+        return None if truth is None else 100.0 * float(np.mean(outputs.argmax(1) == truth))
+
+    def parity(self, outputs: np.ndarray, reference: np.ndarray, truth: np.ndarray | None) -> dict[str, Any]:
+        """Accuracy against the labels, top-1 agreement with Keras, max abs difference of the probabilities."""
+        return {
+            "accuracy": self.score(outputs, truth),
+            "agreement": 100.0 * float(np.mean(outputs.argmax(1) == reference.argmax(1))),
+            "max_abs_diff": float(np.max(np.abs(outputs - reference))),
+        }
+
+    def summary(self, split_metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"images": split_metrics["images"], "accuracy": split_metrics["accuracy"],
+                "loss": split_metrics["loss"], "macro F1": split_metrics["macro_f1"]}
 
 
 def _pooling_layer(pooling: str):

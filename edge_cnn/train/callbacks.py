@@ -272,12 +272,20 @@ class RunRecorder(keras.callbacks.Callback):
         self.checkpoints.save(self.model, self.model.optimizer, dict(self.state), best_weights)
 
     def _best_weights(self, epoch: int, logs: dict) -> list | None:
-        """A copy of the weights when this epoch is the best so far, else None."""
-        accuracy = float(logs.get(f"{self.prefix}accuracy", float("nan")))
+        """A copy of the weights when this epoch is the best so far, else None. A task without an
+        accuracy metric (detect: its figures need decoding, done once at the end) is ranked by loss."""
+        accuracy = logs.get(f"{self.prefix}accuracy")
+        accuracy = None if accuracy is None else float(accuracy)
         loss = float(logs.get(f"{self.prefix}loss", float("inf")))
         best = self.state.get("best")
-        better = best is None or accuracy > best["accuracy"] or (accuracy == best["accuracy"] and loss < best["loss"])
+        if best is None:
+            better = True
+        elif accuracy is None or best.get("accuracy") is None:
+            better = loss < best["loss"]
+        else:
+            better = accuracy > best["accuracy"] or (accuracy == best["accuracy"] and loss < best["loss"])
         if not better:
             return None
-        self.state["best"] = {"epoch": epoch, "accuracy": accuracy, "loss": loss, "metric": f"{self.prefix}accuracy"}
+        metric = f"{self.prefix}{'loss' if accuracy is None else 'accuracy'}"
+        self.state["best"] = {"epoch": epoch, "accuracy": accuracy, "loss": loss, "metric": metric}
         return self.model.get_weights()

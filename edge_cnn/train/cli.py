@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from edge_cnn.errors import EdgeCNNError
@@ -39,6 +41,12 @@ def _augment_options(function):
         click.option("--cutout", type=float, help="Cutout square side, fraction of the shorter side."),
         click.option("--mixup", type=float, help="Mixup Beta(alpha, alpha) alpha (0 = off)."),
         click.option("--cutmix", type=float, help="CutMix Beta(alpha, alpha) alpha (0 = off)."),
+        click.option("--grey", type=float, default=DEFAULTS.grey, show_default=True,
+                     help="Detection: probability of converting a photo to grey."),
+        click.option("--blur", type=float, default=DEFAULTS.blur, show_default=True,
+                     help="Detection: probability of a Gaussian blur (radius 0.5-1.5)."),
+        click.option("--downscale", type=float, default=DEFAULTS.downscale, show_default=True,
+                     help="Detection: probability of a 2-3x downscale-upscale (low-resolution cameras)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -54,13 +62,19 @@ Examples:
   edgecnn train --recipe pedestrian --data DIR --out runs/ped2   # a packaged recipe; flags override it
   edgecnn train --out runs/ped --resume                          # continue after Ctrl-C
   edgecnn train --data DIR --weights runs/ped --out runs/ped-ft  # start from another run's backbone
+  edgecnn train --recipe pedestrian_detect --out runs/det        # a detector on box-annotated photos
+  edgecnn train --task detect --data annotations.json --negatives frames/ --img-size 256x256 --out runs/det
 """
 
 
 @click.command(epilog=EXAMPLES)
 @recipe_option
 @click.option("--data", default=DEFAULTS.data, show_default=True,
-              help="Image folder (one sub-folder per class, or train/ val/ test/) or an embedded set: face.")
+              help="Image folder (one sub-folder per class, or train/ val/ test/) or an embedded set: face. "
+                   "--task detect: a COCO .json file, a folder of Pascal VOC .xml or a YOLO folder.")
+@click.option("--negatives", default=None, type=click.Path(),
+              help="--task detect: a folder of person-free images (background in training, false positives per "
+                   "frame in val and test).")
 @click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL, numbered -2, -3... when taken; "
               "an --out holding a run is refused unless --resume).")
 @click.option("--task", type=click.Choice(task_names()), default=DEFAULTS.task, show_default=True,
@@ -100,7 +114,8 @@ Examples:
               help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @_augment_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars (always so when the output "
+              "is not a terminal: a log gets lines, not backspaces).")
 def train(resume: bool, quiet: bool, **settings) -> None:
     """Train a zoo backbone with a new head on an image folder; write a run directory.
 
@@ -118,14 +133,17 @@ def train(resume: bool, quiet: bool, **settings) -> None:
         config = TrainConfig(out=settings["out"])
     else:
         config = TrainConfig.from_dict(settings)
-    result = run_training(config, resume=resume, verbose=2 if quiet else 1)
+    result = run_training(config, resume=resume, verbose=2 if quiet or not sys.stdout.isatty() else 1)
     if result.interrupted:
         click.secho(f"interrupted; resume with: {result.resume_command}", fg="yellow", err=True)
         raise SystemExit(130)
     metrics = result.metrics
-    print_table(summary_rows(metrics), title=f"{result.run_dir}")
-    print_table(per_class_rows(metrics[metrics["confusion_split"]]), title=f"{metrics['confusion_split']} split")
-    click.echo(f"run directory: {result.run_dir} (model.keras, metrics.json, curves.png, confusion.png)")
+    print_table(summary_rows(metrics, task=result.config.task), title=f"{result.run_dir}")
+    if "confusion_split" in metrics:
+        print_table(per_class_rows(metrics[metrics["confusion_split"]]), title=f"{metrics['confusion_split']} split")
+    written = [name for name in ("model.keras", "metrics.json", "curves.png", "confusion.png")
+               if (result.run_dir / name).exists()]
+    click.echo(f"run directory: {result.run_dir} ({', '.join(written)})")
 
 
 @click.command(epilog="""

@@ -40,9 +40,12 @@ AUGMENT_KEYS = {
 @dataclasses.dataclass
 class TrainConfig:
     """One training run. Augmentation keys left ``None`` take the photo default when
-    ``augment`` is on and 0/off when it is off."""
+    ``augment`` is on and 0/off when it is off. ``negatives``, ``grey``, ``blur`` and ``downscale``
+    belong to box-annotated data (the detect task): person-free photos, and the probabilities of the
+    augmentations for grey and low-resolution cameras."""
 
     data: str = "face"
+    negatives: str | None = None
     out: str | None = None
     task: str = DEFAULT_TASK
     model: str = "small_convnet"
@@ -83,6 +86,9 @@ class TrainConfig:
     cutout: float | None = None
     mixup: float | None = None
     cutmix: float | None = None
+    grey: float = 0.0
+    blur: float = 0.0
+    downscale: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,6 +129,11 @@ class TrainConfig:
                 re.compile(self.group_by)
             except re.error as exc:
                 raise EdgeCNNError(f"--group-by {self.group_by!r} is not a regular expression ({exc})") from None
+        for name in ("grey", "blur", "downscale"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise EdgeCNNError(f"--{name} must be a probability in [0, 1]; got {getattr(self, name)}")
+        if self.negatives is not None and not Path(self.negatives).is_dir():
+            raise EdgeCNNError(f"--negatives {self.negatives} is not a folder: pass a folder of person-free images")
         if self.width is not None and not float(self.width) > 0:
             raise EdgeCNNError(f"--width must be > 0; got {self.width}")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.run_dir import RunDir
+from edge_cnn.tasks import get_task
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size: int = 64) -> dict[str, Any]:
@@ -20,6 +21,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size
     from edge_cnn.train.trainer import evaluate_items
 
     run = RunDir(run_dir).require("model", "labels", "preprocess")
+    if get_task(run.task()).data_kind != "folder":
+        raise EdgeCNNError(f"{run.path} is a {run.task()} run: `edgecnn evaluate` scores class folders only; its "
+                           "metrics.json holds the figures of its own splits")
     labels = run.labels()
     scan = scan_folder(resolve_data(data))
     unknown = [name for name in scan.classes if name not in labels]

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_cnn.tasks import get_task
+
 
 def predict_split(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """(true class indices, probabilities) over a non-shuffled (x, one-hot y) dataset."""
@@ -18,14 +20,11 @@ def predict_split(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(truths), np.concatenate(probabilities)
 
 
-def summary_rows(metrics: dict[str, Any], splits: Sequence[str] = ("train", "val", "test")) -> list[dict[str, Any]]:
-    """One table row per split for the terminal."""
-    return [
-        {"split": split, "images": metrics[split]["images"], "accuracy": metrics[split]["accuracy"],
-         "loss": metrics[split]["loss"], "macro F1": metrics[split]["macro_f1"]}
-        for split in splits
-        if split in metrics
-    ]
+def summary_rows(metrics: dict[str, Any], splits: Sequence[str] = ("train", "val", "test"),
+                 task: str | None = None) -> list[dict[str, Any]]:
+    """One table row per split for the terminal, with the task's figures."""
+    summary = get_task(task).summary
+    return [{"split": split, **summary(metrics[split])} for split in splits if split in metrics]
 
 
 def per_class_rows(split_metrics: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,9 +22,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    shown = [m for m in ("loss", "accuracy") if any(row.get(m) is not None or row.get(f"val_{m}") is not None
+                                                   for row in history)] or ["loss"]  # detect has no accuracy
+    figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
     epochs = [row["epoch"] for row in history]
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    for axis, metric in zip(axes[0], shown):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             values = [row.get(prefix + metric) for row in history]
             if any(v is not None for v in values):

@@ -5,6 +5,10 @@ Stage 1 trains the head on a frozen backbone when the run starts from weights
 Stage 2 fine-tunes the top ``--unfreeze`` layers (BatchNormalization kept in inference
 mode) at ``--fine-tune-lr``, with a fresh optimizer. Both stages share one epoch
 numbering, one history and one checkpoint folder, so ``--resume`` can enter either.
+
+What the data is, how it is batched and how a split is scored belong to the task's data route
+(``Task.data_kind``): ``FolderRoute`` here for class folders, ``box_route.BoxRoute`` for
+box-annotated photos. The stages, checkpoints, history and curves are the same for every route.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ from edge_cnn.tasks import get_task
 from edge_cnn.train.metrics import predict_split
 from edge_cnn.train.model import add_l2, build_model, imagenet_preprocess, load_initial_weights, set_stage
 from edge_cnn.train.plots import plot_confusion, plot_curves
+
+
+def data_route(task: str | None):
+    """The data route of the task's ``data_kind``: a fresh one per run (it keeps the run's batches)."""
+    from edge_cnn.train.box_route import BoxRoute
+
+    routes = {"folder": FolderRoute, "boxes": BoxRoute}
+    kind = get_task(task).data_kind
+    if kind not in routes:
+        raise EdgeCNNError(f"task {get_task(task).name!r} needs data of kind {kind!r}, which the trainer cannot read "
+                           f"(it reads {', '.join(routes)})")
+    return routes[kind]()
 
 
 @dataclasses.dataclass
@@ -89,7 +105,8 @@ def train(
 
 def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose) -> RunResult:
     """Everything after the run directory is chosen, under the seed's determinism."""
-    data = _read_run_data(run) if resume else _prepare_data(config, run)
+    route = data_route(config.task)
+    data = route.read_back(run) if resume else _prepare_data(config, run, route)
     config = TrainConfig.load(run.config_path)
     _say(verbose, f"data: {', '.join(f'{s} {len(data.splits[s])}' for s in SPLITS)} images, "
                   f"{len(data.classes)} classes, {len(data.skipped)} skipped files")
@@ -110,7 +127,7 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
     result = RunResult(run.path, config, history, transferred=transferred, replicas=used["replicas"],
                        strategy=used["name"])
     try:
-        _run_stages(config, run, data, model, strategy, checkpoints, state, history, callbacks, verbose)
+        _run_stages(config, run, data, model, strategy, checkpoints, state, history, callbacks, verbose, route)
     except KeyboardInterrupt:
         checkpoints.wait()  # the last finished epoch reaches the disk before we exit
         latest = checkpoints.latest()
@@ -119,7 +136,7 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
         result.interrupted = True
         return result
     extra = {"strategy": used, **({"initial_weights": transferred} if transferred else {})}
-    result.metrics = finish_run(run, data, config, history, verbose, extra=extra)
+    result.metrics = finish_run(run, data, config, history, verbose, route, extra=extra)
     return result
 
 
@@ -216,16 +233,50 @@ def _resume_state(run: RunDir, checkpoints: cb.Checkpoints) -> tuple[TrainConfig
     return TrainConfig.load(run.config_path), state
 
 
-def _prepare_data(config: TrainConfig, run: RunDir) -> _Data:
-    """Scan and split the data, then write the run's contract files before any epoch."""
+def _prepare_data(config: TrainConfig, run: RunDir, route):
+    """The resolved config and the run's ``PreprocessSpec``, then the route reads, splits and writes the data."""
     from edge_cnn import zoo
-    from edge_cnn.data import resolve_data, scan_folder, split_items, write_data_report
 
     default_size = zoo.model_info(config.model).default_input_shape[:2]
     config = config.resolved(default_size)
     height, width = config.size()
     normalisation = imagenet_preprocess(config.model) if config.weights == "imagenet" else None
-    spec = PreprocessSpec(height, width, config.color, **(normalisation or {}))
+    return route.prepare(config, run, PreprocessSpec(height, width, config.color, **(normalisation or {})))
+
+
+class FolderRoute:
+    """Class folders (``--data DIR`` or an embedded set): scanned, split by class (and --group-by),
+    batched by ``make_dataset`` with the classification augmentation, scored by ``evaluate_items``."""
+
+    def prepare(self, config: TrainConfig, run: RunDir, spec: PreprocessSpec) -> _Data:
+        return _scan_and_split(config, run, spec)
+
+    def read_back(self, run: RunDir) -> _Data:
+        return _read_run_data(run)
+
+    def datasets(self, config: TrainConfig, data: _Data, model):
+        return _datasets(config, data)
+
+    def class_weight(self, config: TrainConfig, data: _Data) -> dict[int, float] | None:
+        return class_weights(data.splits["train"], len(data.classes)) if config.class_weights else None
+
+    def skip_epochs(self, train_ds, epochs: int) -> None:
+        _skip_shuffles(train_ds, epochs)
+
+    def evaluate(self, model, data: _Data, config: TrainConfig) -> dict[str, Any]:
+        return evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size, task=config.task)
+
+    def finish(self, run: RunDir, metrics: dict[str, Any], data: _Data, shown: str) -> dict[str, Any]:
+        """confusion.png of the split the terminal shows."""
+        plot_confusion(metrics[shown]["confusion_matrix"], data.classes, run.path / "confusion.png",
+                       f"{shown} split ({metrics[shown]['images']} images)")
+        return {"confusion_split": shown}
+
+
+def _scan_and_split(config: TrainConfig, run: RunDir, spec: PreprocessSpec) -> _Data:
+    """Scan and split the folder, then write the run's contract files before any epoch."""
+    from edge_cnn.data import resolve_data, scan_folder, split_items, write_data_report
+
     scan = scan_folder(resolve_data(config.data))
     if scan.presplit is not None:
         splits = {split: list(scan.presplit.get(split, [])) for split in SPLITS}
@@ -288,13 +339,14 @@ def _datasets(config: TrainConfig, data: _Data):
     return train_ds, val_ds
 
 
-def _run_stages(config, run, data, model, strategy, checkpoints, state, history, extra_callbacks, verbose) -> None:
-    train_ds, val_ds = _datasets(config, data)
+def _run_stages(config, run, data, model, strategy, checkpoints, state, history, extra_callbacks, verbose,
+                route) -> None:
+    train_ds, val_ds = route.datasets(config, data, model)
     pretrained = config.weights != "none"
-    weights = class_weights(data.splits["train"], len(data.classes)) if config.class_weights else None
+    weights = route.class_weight(config, data)
     done = state["epoch"] if state else 0
     best = state.get("best") if state else None
-    _skip_shuffles(train_ds, done)
+    route.skip_epochs(train_ds, done)
     for stage, stage_epochs, learning_rate in _plan(config):
         if state and (state["stage"] > stage or (state["stage"] == stage and state.get("stage_done"))):
             continue  # finished before the interruption
@@ -384,13 +436,13 @@ def save_best_model(run: RunDir, data: _Data, config: TrainConfig):
     return model
 
 
-def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict], verbose: int,
+def finish_run(run: RunDir, data, config: TrainConfig, history: list[dict], verbose: int, route,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the best model on every split; write metrics.json (with ``extra``: the strategy,
-    the initial weights), curves.png, confusion.png."""
+    the initial weights), curves.png and the route's plots (class folders: confusion.png)."""
     model = save_best_model(run, data, config)
-    metrics: dict[str, Any] = {"labels": data.classes}
-    metrics.update(evaluate_items(model, data.splits, data.spec, data.classes, config.batch_size, task=config.task))
+    metrics: dict[str, Any] = {"task": config.task, "labels": data.classes}
+    metrics.update(route.evaluate(model, data, config))
     shown = next((s for s in ("test", "val", "train") if metrics[s]["images"]), "train")
     latest = cb.Checkpoints(run.checkpoints_dir).latest() or {}
     metrics.update(
@@ -398,12 +450,10 @@ def finish_run(run: RunDir, data: _Data, config: TrainConfig, history: list[dict
         skipped=data.skipped,
         best_epoch=(latest.get("best") or {}).get("epoch"),
         epochs=len(history),
-        confusion_split=shown,
+        **route.finish(run, metrics, data, shown),
         **(extra or {}),
     )
     write_json(run.metrics_path, metrics)
     if history:
         plot_curves(history, run.path / "curves.png")
-    plot_confusion(metrics[shown]["confusion_matrix"], data.classes, run.path / "confusion.png",
-                   f"{shown} split ({metrics[shown]['images']} images)")
     return metrics

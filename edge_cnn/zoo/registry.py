@@ -26,7 +26,7 @@ _REGISTRY: dict[str, ModelInfo] = {}
 # `import edge_cnn.zoo`, so `edgecnn zoo --help` and the runtime need no TensorFlow. Their order is
 # the order of `edgecnn zoo`.
 FAMILY_MODULES = ("lenet", "small_convnet", "alexnet", "vgg", "googlenet", "resnet", "densenet", "mobilenet",
-                  "efficientnet", "mobilenet_v3", "nasnet", "inception", "xception")
+                  "efficientnet", "mobilenet_v3", "mobilefacenet", "nasnet", "inception", "xception")
 _families_loaded = False
 
 

@@ -1,5 +1,7 @@
-"""Detection metrics for whole photos: COCO average precision, the pedestrian log-average miss rate,
-and false positives per person-free frame. Numpy only, so they run wherever the detector runs.
+"""Box geometry and detection metrics for whole photos: IoU, greedy NMS, COCO average precision, the
+pedestrian log-average miss rate, and false positives per person-free frame. Numpy only, so they run
+wherever a detector runs; below every stage, so the sliding-window route, the ``detect`` task (its
+decoding and its metrics.json) and the runtime share one IoU and one NMS.
 
 Window accuracy says little about a detector on real photos; these are the numbers the detection
 literature reports, computed the way its reference tools do, so ours can be compared with theirs.
@@ -24,7 +26,8 @@ Conventions:
     FPPI is over every image given, person-free frames included;
   * with no ground-truth positives AP and miss rate are undefined: NaN.
 
-NMS is ``edge_cnn.detect.nms`` (greedy, (x, y, w, h) boxes), used as it is.
+NMS is greedy on (x, y, w, h) boxes (``nms``): the highest score first, every box overlapping it by
+more than the threshold dropped.
 """
 
 from __future__ import annotations
@@ -143,3 +146,16 @@ def false_positives_per_frame(detections_on_person_free_frames: PerImage, thresh
         raise EdgeCNNError("no person-free frames given: pass the detections of at least one frame")
     found = [_rows(frame, 5, "detections", index) for index, frame in enumerate(detections_on_person_free_frames)]
     return sum(int((frame[:, 4] >= threshold).sum()) for frame in found) / len(found)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression on (N, 4) [x, y, w, h] boxes; indices kept, best first."""
+    if len(boxes) == 0:
+        return []
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        order = rest[iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
+    return keep
