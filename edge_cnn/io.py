@@ -125,3 +125,21 @@ def gzip_size(path: str | os.PathLike) -> int:
 def home_dir() -> Path:
     """edgecnn's own cache folder: ``$EDGECNN_HOME`` or ``~/.cache/edgecnn``."""
     return Path(os.environ.get("EDGECNN_HOME") or Path.home() / ".cache" / "edgecnn")
+
+
+def output_stems(paths: list[Path]) -> list[Path]:
+    """Where each image's results go under --out, without suffix: its path relative to the common
+    folder of all inputs (``a/scene.png``, ``b/scene.png`` -> ``a/scene``, ``b/scene``), with ``-2``,
+    ``-3``... appended when two inputs still meet (``scene.png`` and ``scene.jpg`` in one folder)."""
+    folders = [Path(os.path.abspath(path)).parent for path in paths]
+    common = Path(os.path.commonpath(folders)) if folders else Path()
+    stems, taken = [], set()
+    for path, folder in zip(paths, folders):
+        stem = candidate = folder.relative_to(common) / path.stem
+        number = 1
+        while str(candidate).lower() in taken:  # lower case: Scene.png and scene.png meet on macOS and Windows
+            number += 1
+            candidate = stem.with_name(f"{stem.name}-{number}")
+        taken.add(str(candidate).lower())
+        stems.append(candidate)
+    return stems

@@ -130,3 +130,19 @@ def write_grey_png(path: Path, side: int) -> Path:
 def bomb(tmp_path_factory) -> Path:
     """A decompression bomb: a 20000x20000 PNG of a few hundred KB."""
     return write_grey_png(tmp_path_factory.mktemp("bomb") / "bomb.png", 20_000)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--heavy", action="store_true",
+                     help="also run the tests marked heavy (NASNet, Inception v3 and Inception-ResNet v2 exports and "
+                     "weight loads: about 10 minutes more on 2 cores)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The heavy tests are skipped, with the way to run them, unless --heavy is given: CI's budget."""
+    if config.getoption("--heavy"):
+        return
+    skip = pytest.mark.skip(reason="heavy: run with pytest --heavy")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)

@@ -120,7 +120,7 @@ def test_detect_under_the_window_cap_is_unchanged_and_over_it_misses_small_peopl
 
 
 def test_output_stems_keep_results_of_same_named_images_apart(tmp_path):
-    from edge_cnn.detect.detector import output_stems
+    from edge_cnn.io import output_stems
 
     paths = [tmp_path / "a" / "scene.png", tmp_path / "b" / "scene.png", tmp_path / "a" / "scene.jpg", tmp_path / "a" / "Scene.png"]
     assert output_stems(paths) == [Path("a/scene"), Path("b/scene"), Path("a/scene-2"), Path("a/Scene-3")]

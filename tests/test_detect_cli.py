@@ -68,5 +68,6 @@ def test_detect_writes_one_result_per_input_when_names_repeat(square_export, tmp
     assert [written[name]["path"] for name in ("a/scene", "b/scene", "a/scene-2")] == list(map(str, inputs))
     assert [len(written[name]["boxes"]) for name in ("a/scene", "b/scene", "a/scene-2")] == [1, 0, 0]
     assert all((out / f"{name}.png").is_file() for name in written)
+    assert f"results saved to {out}" in result.stdout
     usage = " ".join(CliRunner().invoke(main, ["detect", "--help"]).output.split())
     assert "relative to the inputs' common folder" in usage and "-2, -3" in usage  # the rule is documented

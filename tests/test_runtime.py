@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from edge_cnn.cli import main
@@ -487,6 +488,25 @@ def test_predict_verb_on_a_folder_with_a_corrupt_image(env, image_folder):
     assert [line.split("\t")[1] for line in lines] == expected
     assert all(0.0 <= float(line.split("\t")[2]) <= 1.0 for line in lines)
     assert "b_corrupt.png" in result.stderr and "error:" in result.stderr
+
+
+def test_predict_verb_saves_annotated_copies_without_a_header_in_a_pipe(env, image_folder, tmp_path):
+    (image_folder / "b_corrupt.png").unlink()
+    out = tmp_path / "annotated"
+    result = CliRunner().invoke(main, ["predict", str(env["export"]), str(image_folder), "--save", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3 and not lines[0].startswith("path\t")  # CliRunner's stdout is no terminal
+    saved = sorted(path.relative_to(out).as_posix() for path in out.rglob("*.png"))
+    assert saved == ["a.png", "c.png", "sub/d.png"]
+    original = np.asarray(Image.open(image_folder / "a.png").convert("RGB"))
+    annotated = np.asarray(Image.open(out / "a.png").convert("RGB"))
+    assert annotated.shape == original.shape and not np.array_equal(annotated, original)  # the label is drawn on it
+    assert f"annotated images saved to {out}" in result.stderr
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    result = CliRunner().invoke(main, ["predict", str(env["export"]), str(image_folder), "--save", str(blocked)])
+    assert result.exit_code == 2 and "--save" in result.stderr and result.stdout == ""
 
 
 def test_predict_verb_json_lines(env, image_folder):

@@ -260,8 +260,8 @@ def classifier_input(model):
         ("mobilenet_v3_large", 32, {"alpha": 0.75, "minimalistic": True}),
         ("xception", 71, {}),
         ("inception_v3", 75, {}),
-        pytest.param("nasnet_mobile", 32, {}, marks=pytest.mark.slow),
-        pytest.param("inception_resnet_v2", 75, {}, marks=pytest.mark.slow),
+        pytest.param("nasnet_mobile", 32, {}, marks=[pytest.mark.slow, pytest.mark.heavy]),
+        pytest.param("inception_resnet_v2", 75, {}, marks=[pytest.mark.slow, pytest.mark.heavy]),
     ],
 )
 def test_keras_applications_weights_load_and_compute_the_same(name, size, options, tmp_path):
@@ -367,8 +367,13 @@ def exported(square_images, tmp_path_factory):
     return get
 
 
+HEAVY_EXPORTS = ("nasnet_mobile", "inception_v3", "inception_resnet_v2")  # 2-6 min each on 2 cores: --heavy
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(EXPORTS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.heavy) if name in HEAVY_EXPORTS else name for name in EXPORTS]
+)
 def test_family_exports_to_tflite_and_onnx_fp32_and_int8_with_parity(exported, name):
     result = exported(name)
     statuses = {(row["Format"], row["Precision"]): row["Status"] for row in result.rows}

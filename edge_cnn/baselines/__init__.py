@@ -7,6 +7,6 @@ OpenCV is optional: ``pip install "opencv-python-headless<5"`` (the ``dev`` extr
 
 from edge_cnn.baselines.eigenfaces import Eigenfaces
 from edge_cnn.baselines.metrics import roc_auc
-from edge_cnn.baselines.opencv import HaarFaceDetector, HogPeopleScorer
+from edge_cnn.baselines.opencv import HaarFaceDetector, HogPeopleDetector, HogPeopleScorer
 
-__all__ = ["Eigenfaces", "HaarFaceDetector", "HogPeopleScorer", "roc_auc"]
+__all__ = ["Eigenfaces", "HaarFaceDetector", "HogPeopleDetector", "HogPeopleScorer", "roc_auc"]

@@ -1,4 +1,4 @@
-"""OpenCV's HOG people detector and Haar frontal-face cascade as per-window classifiers."""
+"""OpenCV's HOG people detector and Haar frontal-face cascade: per-window classifiers, and HOG on whole images."""
 
 from __future__ import annotations
 
@@ -34,6 +34,39 @@ class HogPeopleScorer:
             raise EdgeCNNError(f"HOG windows are 64x128 (w x h); got {window_rgb.shape[1]}x{window_rgb.shape[0]}")
         bgr = np.ascontiguousarray(window_rgb[:, :, ::-1])
         return float(self._hog.compute(bgr).ravel() @ self._weights + self._bias)
+
+
+class HogPeopleDetector:
+    """OpenCV's default people detector on a whole image: ``HOGDescriptor.detectMultiScale``, as a user
+    of OpenCV runs it (its default window stride, padding and grouping; ``scale`` the pyramid step).
+
+    The baseline of issue 15's detection study. A box's score is the SVM margin OpenCV returns as its
+    weight; ``hit_threshold`` is the lowest margin a window needs (OpenCV's default 0), so no box scores
+    below it. Images smaller than the 64x128 window hold no window: no box."""
+
+    window = (128, 64)  # height, width
+
+    def __init__(self, hit_threshold: float = 0.0, scale: float = 1.05):
+        cv2 = _cv2()
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hit_threshold, self.scale = float(hit_threshold), float(scale)
+
+    @staticmethod
+    def size_bytes() -> int:
+        """The model: the linear SVM's float32 weights and bias (3,781 values)."""
+        return 4 * int(np.asarray(_cv2().HOGDescriptor_getDefaultPeopleDetector()).size)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb``: (H, W, 3) uint8 -> (K, 5) float boxes (x, y, w, h, margin), in the image's pixels."""
+        if rgb.shape[0] < self.window[0] or rgb.shape[1] < self.window[1]:
+            return np.zeros((0, 5))
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        rects, weights = self._hog.detectMultiScale(bgr, hitThreshold=self.hit_threshold, scale=self.scale)
+        if len(rects) == 0:
+            return np.zeros((0, 5))
+        return np.column_stack([np.asarray(rects, dtype=np.float64).reshape(-1, 4),
+                                np.asarray(weights, dtype=np.float64).reshape(-1)])
 
 
 class HaarFaceDetector:

@@ -91,4 +91,6 @@ def detect(model, images, out, positive, window, stride, scale_step, threshold, 
     for record in results:
         if "warning" in record:
             click.secho(f"warning: {record['warning']}", fg="yellow", err=True)
+    if results:
+        click.echo(f"results saved to {out} (a .json and an annotated .png per image)")
     finish_batch(failures + [(e["path"], e["error"]) for e in errors], len(results), f"were written to {out}")

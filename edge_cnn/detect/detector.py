@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from edge_cnn.detect.sliding import Box, detect, pyramid_levels
 from edge_cnn.errors import EdgeCNNError, ImageError
-from edge_cnn.io import atomic_path, write_json
+from edge_cnn.io import atomic_path, output_stems, write_json
 from edge_cnn.preprocess import to_pil
 
 
@@ -80,24 +79,6 @@ def annotate(image: Any, boxes: list[Box]) -> Image.Image:
         draw.rectangle([box.x, box.y, box.x + box.w - 1, box.y + box.h - 1], outline=(255, 40, 40), width=2)
         draw.text((box.x + 2, box.y + 1), f"{box.score:.2f}", fill=(255, 255, 0))
     return canvas
-
-
-def output_stems(paths: list[Path]) -> list[Path]:
-    """Where each image's results go under --out, without suffix: its path relative to the common
-    folder of all inputs (``a/scene.png``, ``b/scene.png`` -> ``a/scene``, ``b/scene``), with ``-2``,
-    ``-3``... appended when two inputs still meet (``scene.png`` and ``scene.jpg`` in one folder)."""
-    folders = [Path(os.path.abspath(path)).parent for path in paths]
-    common = Path(os.path.commonpath(folders)) if folders else Path()
-    stems, taken = [], set()
-    for path, folder in zip(paths, folders):
-        stem = candidate = folder.relative_to(common) / path.stem
-        number = 1
-        while str(candidate).lower() in taken:  # lower case: Scene.png and scene.png meet on macOS and Windows
-            number += 1
-            candidate = stem.with_name(f"{stem.name}-{number}")
-        taken.add(str(candidate).lower())
-        stems.append(candidate)
-    return stems
 
 
 def detect_files(detector: PedestrianDetector, paths: list[Path], out: Path) -> tuple[list[dict], list[dict]]:

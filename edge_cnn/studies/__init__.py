@@ -29,6 +29,7 @@ STUDIES = {
     "deploy": "edge_cnn.studies.deploy_choice",
     "overhead": "edge_cnn.studies.bench_overhead",
     "train": "edge_cnn.studies.bench_train",
+    "detect": "edge_cnn.studies.detect_compare",
 }
 
 
