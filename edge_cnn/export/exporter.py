@@ -152,6 +152,9 @@ def _check_data(src: ExportSource, int8: bool, qat: bool, optimizing: bool) -> N
 
 
 def _check_embedding(src: ExportSource) -> None:
+    if get_task(src.task).output_meaning(False, False) == "embedding":
+        raise EdgeCNNError(f"{src.model_path.name} was trained with --task {src.task}: its one output already is the L2-normalised "
+                           "embedding (manifest meaning 'embedding'); export it without --embedding")
     embedding_layer(src.model, src.model_path, src.task)
     if not centre_images(src)[0]:
         raise EdgeCNNError(

@@ -76,7 +76,7 @@ def load_source(
     _check_input(model, spec, model_path)
     classes = get_task(task).classes_in_output(model.outputs[0].shape)
     label_names = label_names or [f"class{i}" for i in range(classes)]
-    if len(label_names) != classes:
+    if classes and len(label_names) != classes:  # 0: the output is no class scores (an embedding)
         raise EdgeCNNError(f"{len(label_names)} labels for a model with {classes} outputs: fix labels.json / --labels")
     return ExportSource(
         model_path=model_path,

@@ -1,11 +1,11 @@
-"""The task table: what a model is trained to do, defined once per task (``classify`` and ``detect``;
-``embed`` next).
+"""The task table: what a model is trained to do, defined once per task (``classify``, ``detect`` and
+``embed``).
 
 A task owns its head (builder and layer names), its loss and metrics, the outputs its export
 carries with their manifest meaning and decoding, the model inputs export calibrates and checks
 on, the parity figures of an artifact, the runtime's post-processing, and its evaluation. Its
 ``data_kind`` names the trainer's data route (``folder``: class folders; ``boxes``: box-annotated
-photos), so the trainer never asks for a task by name. The
+photos; ``identities``: one folder per person), so the trainer never asks for a task by name. The
 run directory (``config.yaml``) and the manifest record the task's name; the trainer, the
 exporter, the runtime, ``evaluate`` and ``predict`` look it up here, so adding a task is one
 module that calls ``register_task`` plus its tests. This package is pure Python below every
@@ -29,7 +29,8 @@ class Task:
     model_suffix: str  # the trained Keras model is named <backbone>_<model_suffix>
     head_layers: tuple[str, ...]  # the head's layer names: every other layer belongs to the backbone
     feature_layer: str | None  # the layer whose output is the image's feature vector (the embedding export); None: none
-    data_kind: str = "folder"  # the trainer's data route: "folder" (class folders) or "boxes" (annotated photos)
+    data_kind: str = "folder"  # the trainer's data route: "folder" (class folders), "boxes" (annotated photos)
+    # or "identities" (one folder per person)
 
     def build_head(self, features: Any, num_outputs: int, *, dropout: float, pooling: str) -> Any:
         """The head on a backbone's 4-D feature map (a KerasTensor) -> the model's output tensor."""
@@ -111,4 +112,4 @@ def get_task(name: str | None) -> Task:
     return _TASKS[name]
 
 
-from edge_cnn.tasks import classify, detect  # noqa: E402,F401  (registers the built-in tasks)
+from edge_cnn.tasks import classify, detect, embed  # noqa: E402,F401  (registers the built-in tasks)

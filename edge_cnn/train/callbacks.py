@@ -28,6 +28,7 @@ from edge_cnn.keras import keras
 from edge_cnn.report import to_csv
 
 HISTORY_COLUMNS = ["epoch", "stage", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "time_s"]
+EXTRA_COLUMNS = ["val_auc"]  # written only by routes that log them (embed: verification ROC AUC)
 
 
 # --- learning rate ----------------------------------------------------------------
@@ -227,7 +228,8 @@ def _number(text: str) -> Any:
 
 
 def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    write_text(path, to_csv(rows, HISTORY_COLUMNS))
+    extra = [column for column in EXTRA_COLUMNS if any(row.get(column) is not None for row in rows)]
+    write_text(path, to_csv(rows, HISTORY_COLUMNS + extra))
 
 
 # --- the per-epoch recorder ---------------------------------------------------------
@@ -258,6 +260,7 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = dict(logs or {})
         row = {key: logs.get(key) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        row.update({key: logs[key] for key in EXTRA_COLUMNS if logs.get(key) is not None})
         row.update(
             epoch=epoch + 1,
             stage=self.state["stage"],

@@ -42,9 +42,9 @@ def _augment_options(function):
         click.option("--mixup", type=float, help="Mixup Beta(alpha, alpha) alpha (0 = off)."),
         click.option("--cutmix", type=float, help="CutMix Beta(alpha, alpha) alpha (0 = off)."),
         click.option("--grey", type=float, default=DEFAULTS.grey, show_default=True,
-                     help="Detection: probability of converting a photo to grey."),
+                     help="Detection and embed: probability of converting a photo to grey."),
         click.option("--blur", type=float, default=DEFAULTS.blur, show_default=True,
-                     help="Detection: probability of a Gaussian blur (radius 0.5-1.5)."),
+                     help="Detection and embed: probability of a Gaussian blur (radius 0.5-1.5)."),
         click.option("--downscale", type=float, default=DEFAULTS.downscale, show_default=True,
                      help="Detection: probability of a 2-3x downscale-upscale (low-resolution cameras)."),
     ]
@@ -64,7 +64,28 @@ Examples:
   edgecnn train --data DIR --weights runs/ped --out runs/ped-ft  # start from another run's backbone
   edgecnn train --recipe pedestrian_detect --out runs/det        # a detector on box-annotated photos
   edgecnn train --task detect --data annotations.json --negatives frames/ --img-size 256x256 --out runs/det
+  edgecnn train --recipe faces_lfw --data ../shared/data/lfw/images \\
+                --exclude-pairs ../shared/data/lfw/pairs.txt --test-folds 6-10 --out runs/lfw  # face embeddings
 """
+
+
+def _embed_options(function):
+    options = [
+        click.option("--loss", default=DEFAULTS.loss, show_default=True,
+                     help="--task embed: margin head of training, arcface, cosface or softmax (normalised)."),
+        click.option("--margin-scale", type=float, default=DEFAULTS.margin_scale, show_default=True,
+                     help="--task embed: the margin head's scale s (64 in the papers; 32 suits a few thousand people)."),
+        click.option("--margin", type=float, default=None,
+                     help="--task embed: the margin m (default: arcface 0.5 rad, cosface 0.35, softmax 0)."),
+        click.option("--embedding-dim", type=int, default=DEFAULTS.embedding_dim, show_default=True,
+                     help="--task embed: size of the L2-normalised embedding the model outputs."),
+        click.option("--exclude-pairs", default=None,
+                     help="--task embed: an LFW pairs.txt whose --test-folds people stay out of training and validation."),
+        click.option("--test-folds", default=None, help="--task embed: folds of --exclude-pairs to keep out, e.g. 6-10."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
 @click.command(epilog=EXAMPLES)
@@ -113,6 +134,7 @@ Examples:
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy, show_default=True,
               help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @_augment_options
+@_embed_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars (always so when the output "
               "is not a terminal: a log gets lines, not backspaces).")

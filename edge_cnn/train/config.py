@@ -21,6 +21,8 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 COLORS = ("rgb", "grayscale")
+LOSSES = ("arcface", "cosface", "softmax")  # the embed task's margin heads (edge_cnn.train.margin)
+DEFAULT_MARGINS = {"arcface": 0.5, "cosface": 0.35, "softmax": 0.0}  # the papers' margins
 # TrainConfig key -> AugmentConfig field (the flag says hflip, the data layer horizontal_flip)
 AUGMENT_KEYS = {
     "rotation": "rotation",
@@ -42,7 +44,10 @@ class TrainConfig:
     """One training run. Augmentation keys left ``None`` take the photo default when
     ``augment`` is on and 0/off when it is off. ``negatives``, ``grey``, ``blur`` and ``downscale``
     belong to box-annotated data (the detect task): person-free photos, and the probabilities of the
-    augmentations for grey and low-resolution cameras."""
+    augmentations for grey and low-resolution cameras (``grey`` and ``blur`` serve the embed task too).
+    ``loss``, ``margin_scale``, ``margin``, ``embedding_dim``, ``exclude_pairs`` and ``test_folds`` belong to
+    the embed task: its margin head, the embedding size, and the LFW pairs whose test folds' people are
+    kept out of training and validation. ``margin`` None takes the loss's default (``DEFAULT_MARGINS``)."""
 
     data: str = "face"
     negatives: str | None = None
@@ -89,6 +94,12 @@ class TrainConfig:
     grey: float = 0.0
     blur: float = 0.0
     downscale: float = 0.0
+    loss: str = "arcface"
+    margin_scale: float = 32.0
+    margin: float | None = None
+    embedding_dim: int = 128
+    exclude_pairs: str | None = None
+    test_folds: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -136,6 +147,31 @@ class TrainConfig:
             raise EdgeCNNError(f"--negatives {self.negatives} is not a folder: pass a folder of person-free images")
         if self.width is not None and not float(self.width) > 0:
             raise EdgeCNNError(f"--width must be > 0; got {self.width}")
+        self._validate_embed()
+
+    def _validate_embed(self) -> None:
+        """The embed task's keys (the margin's range is checked by ``edge_cnn.train.margin.check_margin``
+        before any epoch: it needs the loss resolved)."""
+        _choice("loss", self.loss, LOSSES)
+        if not float(self.margin_scale) > 0:
+            raise EdgeCNNError(f"--margin-scale must be > 0 (ArcFace uses 64, 32 for few people); got {self.margin_scale}")
+        if isinstance(self.embedding_dim, bool) or int(self.embedding_dim) != self.embedding_dim or self.embedding_dim < 1:
+            raise EdgeCNNError(f"--embedding-dim must be a whole number >= 1; got {self.embedding_dim}")
+        if self.exclude_pairs is not None and not Path(self.exclude_pairs).is_file():
+            raise EdgeCNNError(f"--exclude-pairs {self.exclude_pairs} is not a file: pass the LFW pairs.txt (View 2) "
+                               "whose test folds' people must stay out of training")
+        if self.test_folds is not None:
+            if self.exclude_pairs is None:
+                raise EdgeCNNError("--test-folds names folds of a pairs file: pass it with --exclude-pairs pairs.txt")
+            from edge_cnn.data.pairs import parse_folds
+
+            parse_folds(self.test_folds, folds=_fold_count(self.exclude_pairs))
+        elif self.exclude_pairs is not None:
+            raise EdgeCNNError("--exclude-pairs needs --test-folds (e.g. 6-10): the folds whose people to keep out")
+
+    def margin_value(self) -> float:
+        """``margin``, or the loss's default when unset."""
+        return DEFAULT_MARGINS[self.loss] if self.margin is None else float(self.margin)
 
     def unfreeze_layers(self) -> int | None:
         """``--unfreeze``: None for 'all', else the number of top weighted backbone layers."""
@@ -206,6 +242,15 @@ class TrainConfig:
         from edge_cnn.recipes import load_recipe
 
         return cls.from_dict(load_recipe(path))
+
+
+def _fold_count(pairs_txt: str) -> int:
+    """The fold count of a pairs file's header (10 when unreadable: ``read_pairs`` reports that later)."""
+    try:
+        with open(pairs_txt, encoding="utf-8-sig") as handle:
+            return max(1, int(handle.readline().split()[0]))
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return 10
 
 
 def _flag(name: str) -> str:

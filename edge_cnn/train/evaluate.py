@@ -21,6 +21,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | os.PathLike, batch_size
     from edge_cnn.train.trainer import evaluate_items
 
     run = RunDir(run_dir).require("model", "labels", "preprocess")
+    if get_task(run.task()).data_kind == "identities":
+        raise EdgeCNNError(f"{run.path} is an embed run: verify faces with `edgecnn evaluate {run.path} --protocol lfw "
+                           "--pairs pairs.txt --data DIR`; its metrics.json holds the verification of its own splits")
     if get_task(run.task()).data_kind != "folder":
         raise EdgeCNNError(f"{run.path} is a {run.task()} run: `edgecnn evaluate` scores class folders only; its "
                            "metrics.json holds the figures of its own splits")

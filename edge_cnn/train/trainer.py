@@ -8,7 +8,10 @@ numbering, one history and one checkpoint folder, so ``--resume`` can enter eith
 
 What the data is, how it is batched and how a split is scored belong to the task's data route
 (``Task.data_kind``): ``FolderRoute`` here for class folders, ``box_route.BoxRoute`` for
-box-annotated photos. The stages, checkpoints, history and curves are the same for every route.
+box-annotated photos, ``identity_route.IdentityRoute`` for one folder per person (it also trains a
+wrapper of the model, validates in a callback and saves the model itself: the optional route hooks
+``head_outputs``, ``fit_model``, ``callbacks`` and ``save_best_model``). The stages, checkpoints,
+history and curves are the same for every route.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from edge_cnn.train.plots import plot_confusion, plot_curves
 def data_route(task: str | None):
     """The data route of the task's ``data_kind``: a fresh one per run (it keeps the run's batches)."""
     from edge_cnn.train.box_route import BoxRoute
+    from edge_cnn.train.identity_route import IdentityRoute
 
-    routes = {"folder": FolderRoute, "boxes": BoxRoute}
+    routes = {"folder": FolderRoute, "boxes": BoxRoute, "identities": IdentityRoute}
     kind = get_task(task).data_kind
     if kind not in routes:
         raise EdgeCNNError(f"task {get_task(task).name!r} needs data of kind {kind!r}, which the trainer cannot read "
@@ -114,7 +118,7 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
     if used["replicas"] > 1 or config.strategy != "auto":
         _say(verbose, f"strategy: {used['name']} on {used['replicas']} device(s)")
     with strategy.scope():
-        model = build_model(config.model, data.spec.input_shape, len(data.classes), task=config.task,
+        model = build_model(config.model, data.spec.input_shape, _head_outputs(route, config, data), task=config.task,
                             width=config.width, dropout=config.dropout, pooling=config.pooling)
         add_l2(model, config.l2)
     transferred = None
@@ -141,6 +145,12 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
 
 
 # --- setup ------------------------------------------------------------------------
+
+def _head_outputs(route, config: TrainConfig, data) -> int:
+    """The head's width: the route's (embed: the embedding size), else one output per class."""
+    sized = getattr(route, "head_outputs", None)
+    return sized(config, data) if sized else len(data.classes)
+
 
 def _say(verbose: int | bool, message: str) -> None:
     if verbose:
@@ -342,6 +352,11 @@ def _datasets(config: TrainConfig, data: _Data):
 def _run_stages(config, run, data, model, strategy, checkpoints, state, history, extra_callbacks, verbose,
                 route) -> None:
     train_ds, val_ds = route.datasets(config, data, model)
+    # the model fit trains (a route may wrap ``model``, e.g. in a margin head) and the route's validation
+    with strategy.scope():  # a wrapper's own variables (the margin head's centres) belong to the strategy too
+        fitted = route.fit_model(model, config, data) if hasattr(route, "fit_model") else model
+    validation = list(route.callbacks(config, data, model)) if hasattr(route, "callbacks") else []
+    validating = val_ds is not None or bool(validation)
     pretrained = config.weights != "none"
     weights = route.class_weight(config, data)
     done = state["epoch"] if state else 0
@@ -358,25 +373,25 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
             set_stage(model, stage, pretrained=pretrained, unfreeze=config.unfreeze_layers(), task=config.task)
             optimizer = make_optimizer(config, learning_rate)
             task = get_task(config.task)
-            model.compile(optimizer, task.loss(config.label_smoothing), metrics=task.metrics())
+            fitted.compile(optimizer, task.loss(config.label_smoothing), metrics=task.metrics())
             if state is not None:  # optimizer slots must exist before its state is read back
-                optimizer.build(model.trainable_variables)
-                checkpoints.restore(model, optimizer if entering else None)
-        rules = _stopping_rules(config, val_ds is not None)
+                optimizer.build(fitted.trainable_variables)
+                checkpoints.restore(fitted, optimizer if entering else None)
+        rules = _stopping_rules(config, validating)
         if entering:
             cb.restore_counters(rules, state.get("counters"))
             stage_state["counters"] = state.get("counters") or {}
         state = None
         _say(verbose, f"stage {stage} ({'fine-tuning' if stage == 2 else 'head' if pretrained else 'full'}): "
                       f"epochs {done + 1}..{start + stage_epochs}, lr {learning_rate:g}, "
-                      f"{_trainable_count(model):,} trainable parameters")
-        recorder = cb.RunRecorder(run, checkpoints, history, stage_state, monitor_val=val_ds is not None,
+                      f"{_trainable_count(fitted):,} trainable parameters")
+        recorder = cb.RunRecorder(run, checkpoints, history, stage_state, monitor_val=validating,
                                   rules=rules)
         schedule = cb.StageSchedule(learning_rate, start, stage_epochs, config.schedule,
                                     config.warmup_epochs if start == 0 else 0)
-        stage_callbacks = [schedule, *rules, recorder, *_log_callbacks(run), *extra_callbacks]
+        stage_callbacks = [schedule, *validation, *rules, recorder, *_log_callbacks(run), *extra_callbacks]
         if done < start + stage_epochs:
-            model.fit(train_ds, validation_data=val_ds, epochs=start + stage_epochs, initial_epoch=done,
+            fitted.fit(train_ds, validation_data=val_ds, epochs=start + stage_epochs, initial_epoch=done,
                       callbacks=stage_callbacks, class_weight=weights, verbose=verbose)
         done, best = stage_state["epoch"], stage_state["best"]
         stage_state["stage_done"] = True  # early stopping may end a stage before its last epoch
@@ -440,7 +455,8 @@ def finish_run(run: RunDir, data, config: TrainConfig, history: list[dict], verb
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the best model on every split; write metrics.json (with ``extra``: the strategy,
     the initial weights), curves.png and the route's plots (class folders: confusion.png)."""
-    model = save_best_model(run, data, config)
+    saver = getattr(route, "save_best_model", None)
+    model = saver(run, data, config) if saver else save_best_model(run, data, config)
     metrics: dict[str, Any] = {"task": config.task, "labels": data.classes}
     metrics.update(route.evaluate(model, data, config))
     shown = next((s for s in ("test", "val", "train") if metrics[s]["images"]), "train")
