@@ -358,6 +358,9 @@ def test_cli_recipe_keys_are_flag_names(tiny_run_dir, tmp_path):
     assert outcome.exit_code == 0, outcome.output
     report = json.loads((tmp_path / "from_recipe" / "report.json").read_text())
     assert [(r["Format"], r["Status"]) for r in report["rows"]] == [("tflite", "OK")]
+    folder = tmp_path / "from_recipe"
+    assert f"next:     edgecnn predict {folder} IMAGE" in outcome.output  # the classify task's next command
+    assert f"edgecnn bench {folder} --select" in outcome.output
 
 
 def test_cli_help_shows_examples():

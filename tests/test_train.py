@@ -285,6 +285,7 @@ def test_cli_recipe_and_flag_override(square_images, tmp_path):
     assert config["img_size"] == "12x12"  # the flag wins
     assert config["epochs"] == 1 and config["rotation"] == 5.0 and config["width"] == 0.25  # the recipe's
     assert "accuracy" in result.output and (out / "model.keras").is_file()
+    assert f"next: edgecnn export {out} --int8" in result.output  # the ending names the next command
 
 
 def test_evaluate_on_another_folder(basic_run, square_images, tmp_path):

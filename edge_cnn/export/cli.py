@@ -5,6 +5,7 @@ Exit codes: 0 all artifacts OK/WARN, 1 at least one requested artifact FAILED, 2
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
@@ -13,6 +14,7 @@ from edge_cnn.export.config import ExportConfig
 from edge_cnn.export.onnx_quant import CALIB_METHODS, ONNX_FORMATS, QUANT_TYPES
 from edge_cnn.formats import format_names
 from edge_cnn.options import recipe_option
+from edge_cnn.tasks import get_task
 
 DEFAULTS = ExportConfig()  # every default is defined there once
 
@@ -124,6 +126,10 @@ def export(source: str, **options) -> None:
     result = run_export(source, ExportConfig(**options), verbose=1 if sys.stdout.isatty() else 2, log=lambda m: click.echo(f"export: {m}", err=True))
     print_table(result.rows, COLUMNS, title=f"edgecnn export -> {result.manifest_path.parent}")
     click.echo(f"manifest: {result.manifest_path}\nreport:   {result.report_md}")
+    if not result.failed:
+        folder = shlex.quote(str(result.manifest_path.parent))
+        click.echo(f"next:     {get_task(result.manifest.task).try_command.format(export=folder)}\n"
+                   f"          edgecnn bench {folder} --select   # the fastest correct artifact on this CPU")
     for line in result.summary["failed"]:
         click.secho(f"FAILED {line}", fg="red", err=True)
     if result.failed:

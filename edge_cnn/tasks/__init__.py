@@ -30,6 +30,7 @@ class Task:
     head_layers: tuple[str, ...]  # the head's layer names: every other layer belongs to the backbone
     feature_layer: str | None  # the layer whose output is the image's feature vector (the embedding export); None: none
     data_kind: str = "folder"  # the trainer's data route: "folder" (class folders), "boxes" (annotated photos)
+    try_command: str = "edgecnn predict {export} IMAGE"  # what export suggests next on its artifacts
     # or "identities" (one folder per person)
 
     def build_head(self, features: Any, num_outputs: int, *, dropout: float, pooling: str) -> Any:

@@ -246,6 +246,7 @@ class Detect(Task):
     feature_layer = None  # a map per cell, no image-level vector: no --embedding export
     data_kind = "boxes"
     score_name = "AP@0.5"
+    try_command = "edgecnn detect {export} IMAGE --out detections/"
 
     def build_head(self, features, num_outputs: int, *, dropout: float = 0.0, pooling: str = "avg"):
         """Three 3x3 Conv-BN-ReLU with dilations 1, 2, 4 (the receptive field a person needs at stride 8 or 16,

@@ -98,6 +98,7 @@ class Embed(Task):
     feature_layer = EMBED_L2  # the model's output is already the embedding
     data_kind = "identities"
     score_name = "verification accuracy"
+    try_command = "edgecnn face verify {export} A.jpg B.jpg"
 
     def build_head(self, features, num_outputs: int, *, dropout: float = 0.0, pooling: str = "avg"):
         """pooling -> Dense(``num_outputs`` = the embedding size) -> BN -> L2 normalisation; a backbone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
@@ -166,6 +167,7 @@ def train(resume: bool, quiet: bool, **settings) -> None:
     written = [name for name in ("model.keras", "metrics.json", "curves.png", "confusion.png")
                if (result.run_dir / name).exists()]
     click.echo(f"run directory: {result.run_dir} ({', '.join(written)})")
+    click.echo(f"next: edgecnn export {shlex.quote(str(result.run_dir))} --int8")
 
 
 @click.command(epilog="""
