@@ -1,5 +1,6 @@
 """Box geometry and detection metrics for whole photos: IoU, greedy NMS, COCO average precision, the
-pedestrian log-average miss rate, and false positives per person-free frame. Numpy only, so they run
+pedestrian log-average miss rate (and the precision-recall and miss-rate-vs-FPPI curves behind them),
+and false positives per person-free frame. Numpy only, so they run
 wherever a detector runs; below every stage, so the sliding-window route, the ``detect`` task (its
 decoding and its metrics.json) and the runtime share one IoU and one NMS.
 
@@ -138,6 +139,26 @@ def log_average_miss_rate(detections: PerImage, ground_truth: PerImage, iou: flo
     recall = np.zeros(len(MISS_RATE_FPPI_POINTS))
     recall[last >= 0] = tp[last[last >= 0]] / positives
     return float(np.exp(np.mean(np.log(np.maximum(MISS_RATE_FLOOR, 1.0 - recall)))))
+
+
+def precision_recall_curve(detections: PerImage, ground_truth: PerImage, iou: float = 0.5,
+                           ignore: PerImage | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) after each ranked detection, the raw points that ``average_precision``
+    interpolates: what a precision-recall plot draws (empty without positives or detections)."""
+    tp, fp, positives = _ranked_counts(detections, ground_truth, iou, ignore)
+    if positives == 0 or len(tp) == 0:
+        return np.zeros(0), np.zeros(0)
+    return tp / positives, tp / np.maximum(tp + fp, 1)
+
+
+def miss_rate_curve(detections: PerImage, ground_truth: PerImage, iou: float = 0.5,
+                    ignore: PerImage | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(false positives per image, miss rate) after each ranked detection: the Caltech curve that
+    ``log_average_miss_rate`` samples (FPPI over every image given; empty without positives or detections)."""
+    tp, fp, positives = _ranked_counts(detections, ground_truth, iou, ignore)
+    if positives == 0 or len(tp) == 0:
+        return np.zeros(0), np.zeros(0)
+    return fp / len(ground_truth), 1.0 - tp / positives
 
 
 def false_positives_per_frame(detections_on_person_free_frames: PerImage, threshold: float) -> float:

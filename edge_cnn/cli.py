@@ -25,7 +25,7 @@ from edge_cnn.quiet import VERBOSE_ENV, command_output
 VERBS = {
     "zoo": ("edge_cnn.zoo.cli:zoo", "List architectures with params and MACs; per-layer tables."),
     "train": ("edge_cnn.train.cli:train", "Train a zoo model on an image folder into a run directory."),
-    "evaluate": ("edge_cnn.face.cli:evaluate", "Re-evaluate a run on another folder; LFW face verification (--protocol lfw)."),
+    "evaluate": ("edge_cnn.face.cli:evaluate", "Re-evaluate a run on another folder; LFW face verification (--protocol lfw); a detector on box annotations."),
     "export": ("edge_cnn.export.cli:export", "TFLite/ONNX artifacts (fp32, int8, QAT, pruned, clustered) + parity."),
     "bench": ("edge_cnn.bench.cli:bench", "Latency and throughput on ONNX Runtime, LiteRT and Keras."),
     "predict": ("edge_cnn.runtime.cli:predict", "Classify images with an exported model (no TensorFlow)."),

@@ -307,3 +307,13 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestError(f"manifest {file} is not valid JSON ({exc}): re-export the model") from None
     return Manifest.from_dict(data, root=file.parent)
+
+
+def source_kind(source: Path) -> str:
+    """'run' (a run directory: model.keras) or 'export' (a folder with manifest.json)."""
+    if (source / "model.keras").is_file():
+        return "run"
+    if (source / MANIFEST_NAME).is_file():
+        return "export"
+    raise ManifestError(f"{source} is neither a run directory (model.keras) nor an export folder (manifest.json): "
+                       "pass RUN for the Keras model or RUN/export for its exported artifacts")

@@ -1,8 +1,10 @@
 """``edgecnn face enroll|identify|verify``: add people to a gallery, name faces by embedding, compare two
-photos; and ``edgecnn evaluate`` (classification on a folder, or LFW verification with ``--protocol lfw``).
+photos; and ``edgecnn evaluate`` (classification on a folder, LFW verification with ``--protocol lfw``, or
+detection on box annotations, chosen by itself for a detect run or export).
 
-``evaluate`` lives here, not beside the trainer, because its LFW protocol scores export folders through the
-embedded runtime, a later stage than training; the classification evaluation is still the trainer's command.
+``evaluate`` lives here, not beside the trainer, because its LFW and detection protocols score export folders
+through the embedded runtime, a later stage than training; the classification evaluation is still the
+trainer's command, the detection one ``edge_cnn.detect.evaluation``.
 The face verbs follow the project's rule for bad input: the output file is proved writable before any
 work, one bad image or person folder does not sink the others, and the end is one ``error:`` line.
 """
@@ -10,6 +12,7 @@ work, one bad image or person folder does not sink the others, and the end is on
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -148,30 +151,59 @@ Examples:
   edgecnn evaluate runs/faces --protocol lfw --pairs lfw/pairs.txt --data lfw/images          # the Keras model
   edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images   # every fp32/int8 artifact
   edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images --test-folds 6-10
+  edgecnn evaluate runs/det --data photos/annotations.json --negatives frames/      # a detect run: the Keras model
+  edgecnn evaluate runs/det/export --data photos/annotations.json --out eval/       # every detection artifact
 """)
 @recipe_option
 @click.argument("source", metavar="RUN_OR_EXPORT", type=click.Path())
 @click.option("--data", required=True,
               help="classify: image folder whose class folders carry the run's label names; lfw: the folder "
-              "holding one sub-folder of images per person.")
-@click.option("--protocol", type=click.Choice(["classify", "lfw"]), default="classify", show_default=True,
+              "holding one sub-folder of images per person; detect: box annotations (COCO .json, a Pascal VOC "
+              "folder or a YOLO folder).")
+@click.option("--protocol", type=click.Choice(["classify", "lfw", "detect"]), default=None,
+              show_default="detect for a detect run or export, else classify",
               help="classify: accuracy of a run on a labelled folder; lfw: LFW View 2 face verification "
               "(10 folds, per-fold thresholds, ROC, TAR at FAR 1e-2 and 1e-3) of a run or of every fp32/int8 "
-              "embedding artifact of an export, whose thresholds are stored in its manifest.")
+              "embedding artifact of an export, whose thresholds are stored in its manifest; detect: AP@0.5, "
+              "AP@[.5:.95], log-average miss rate and FP per person-free frame of a detect run or of every "
+              "detection artifact of an export, with precision-recall and miss-rate-vs-FPPI plots.")
+@click.option("--negatives", type=click.Path(), default=None,
+              help="detect: a folder of person-free images, scored by false positives per frame.")
 @click.option("--pairs", type=click.Path(), default=None, help="lfw: the pairs file (LFW View 2 pairs.txt).")
 @click.option("--test-folds", default=None,
               help="lfw: evaluate only these folds (e.g. 6-10) when the model trained on the others' people.")
-@click.option("--out", type=click.Path(), default=None, show_default="SOURCE/lfw",
-              help="lfw: folder for lfw_report.json and lfw_roc.png.")
+@click.option("--out", type=click.Path(), default=None, show_default="SOURCE/lfw or SOURCE/evaluation",
+              help="lfw: folder for lfw_report.json and lfw_roc.png; detect: folder for detection_report.json, "
+              "precision_recall.png and miss_rate_fppi.png.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of tables.")
 @click.pass_context
-def evaluate(ctx, source, data, protocol, pairs, test_folds, out, batch_size, as_json):
-    """Evaluate a run's model on another image folder, or verify faces on LFW (--protocol lfw)."""
+def evaluate(ctx, source, data, protocol, pairs, test_folds, out, negatives, batch_size, as_json):
+    """Evaluate a run's model on another image folder, verify faces on LFW (--protocol lfw), or measure a
+    detect run or export on box-annotated photos (chosen by itself for detection models)."""
+    from edge_cnn.detect.evaluation import source_task
+    from edge_cnn.tasks import get_task
+
+    task = source_task(source)
+    detector = task is not None and get_task(task).data_kind == "boxes"
+    if protocol is None:
+        protocol = "detect" if detector else "classify"
+    if negatives is not None and protocol != "detect":
+        raise EdgeCNNError(f"--negatives belongs to detection, and {source} is not a detect run or export: "
+                           "drop --negatives or pass a model trained with --task detect")
+    if protocol == "detect":
+        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds)) if value]
+        if given:
+            raise EdgeCNNError(f"{', '.join(given)} belong(s) to --protocol lfw: drop them to evaluate a detector")
+        _evaluate_detection(source, data, negatives, out, batch_size, as_json)
+        return
     if protocol == "classify":
         given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds), ("--out", out)) if value]
         if given:
             raise EdgeCNNError(f"{', '.join(given)} belong(s) to --protocol lfw: add --protocol lfw or drop them")
+        if task is not None and os.path.isfile(data):
+            raise EdgeCNNError(f"{source} holds a {task!r} model, and --data {data} is a file: box annotations "
+                               "evaluate detect runs and exports only; pass an image folder with one sub-folder per class")
         from edge_cnn.train.cli import evaluate as evaluate_classification
 
         ctx.invoke(evaluate_classification, run=source, data=data, batch_size=batch_size, as_json=as_json)
@@ -188,3 +220,19 @@ def evaluate(ctx, source, data, protocol, pairs, test_folds, out, batch_size, as
     print_table(report.rows(), title=f"LFW View 2, {report.images} images: {source}")
     stored = f"; thresholds stored in {report.manifest}" if report.manifest else ""
     click.echo(f"report: {report.report_json}, ROC: {report.roc_png}{stored}")
+
+
+def _evaluate_detection(source, data, negatives, out, batch_size, as_json):
+    """``evaluate`` for a detect run or export: ``edge_cnn.detect.evaluation`` does the work, this prints it."""
+    from edge_cnn.detect.evaluation import evaluate_detection
+    from edge_cnn.report import print_table
+
+    report = evaluate_detection(source, data, negatives=negatives, out=out, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps([item.to_dict() for item in report.models], indent=2))
+        return
+    frames = f", {report.frames} person-free frames" if report.frames else ""
+    print_table(report.rows(), title=f"detection, {report.photos} photos ({report.boxes} boxes){frames}: {source}")
+    if report.skipped:
+        click.echo(f"{len(report.skipped)} annotations skipped (listed in the report)", err=True)
+    click.echo(f"report: {report.report_json}, plots: {report.precision_recall_png}, {report.miss_rate_png}")

@@ -29,7 +29,7 @@ import numpy as np
 from edge_cnn.data.pairs import Pairs, parse_folds, read_pairs
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import atomic_path, ensure_writable_dir, write_json
-from edge_cnn.manifest import MANIFEST_NAME, Verification, load_manifest
+from edge_cnn.manifest import MANIFEST_NAME, Verification, load_manifest, source_kind
 from edge_cnn.tasks.verification import (
     VerificationResult, best_threshold, cosine_similarities, two_way_protocol, verification_protocol,
 )
@@ -109,16 +109,6 @@ def evaluate_lfw(
     roc_png = plot_roc(models, out / ROC_NAME, title=f"LFW View 2: {source.name}")
     manifest = store_thresholds(source, models) if kind == "export" else None
     return LfwReport(source, pairs.source, Path(data), len(unique_images(pairs)), models, report_json, roc_png, manifest)
-
-
-def source_kind(source: Path) -> str:
-    """'run' (a run directory: model.keras) or 'export' (a folder with manifest.json)."""
-    if (source / "model.keras").is_file():
-        return "run"
-    if (source / MANIFEST_NAME).is_file():
-        return "export"
-    raise EdgeCNNError(f"{source} is neither a run directory (model.keras) nor an export folder (manifest.json): "
-                       "pass RUN for the Keras model or RUN/export for its exported artifacts")
 
 
 def unique_images(pairs: Pairs) -> list[str]:
