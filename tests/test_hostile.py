@@ -174,6 +174,7 @@ def test_every_layer_type_the_zoo_builds_is_allowed():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # builds all 40 zoo models (3 min on 2 cores); the source scan above covers every layer type fast
 def test_every_zoo_model_passes_the_check_after_saving(tmp_path):
     from edge_cnn.keras import keras
     from edge_cnn.zoo import build, list_models, model_info

@@ -367,7 +367,7 @@ def exported(square_images, tmp_path_factory):
     return get
 
 
-HEAVY_EXPORTS = ("nasnet_mobile", "inception_v3", "inception_resnet_v2")  # 2-6 min each on 2 cores: --heavy
+HEAVY_EXPORTS = ("nasnet_mobile", "inception_v3", "xception", "inception_resnet_v2")  # 1-6 min each on 2 cores: --heavy
 
 
 @pytest.mark.slow
