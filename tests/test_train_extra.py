@@ -107,6 +107,29 @@ def test_resumable_rules_keep_counters_through_on_train_begin():
     assert stopping.counters()["wait"] == 0
 
 
+def test_flat_validation_accuracy_is_explained_once_for_a_model_with_batch_norm():
+    from edge_cnn.keras import keras
+    from edge_cnn.train.callbacks import FlatValidationNote
+
+    def run(model, epochs):
+        said = []
+        note = FlatValidationNote(said.append)
+        note.set_model(model)
+        for epoch, (accuracy, val_accuracy) in enumerate(epochs):
+            note.on_epoch_end(epoch, {"accuracy": accuracy, "val_accuracy": val_accuracy})
+        return said
+
+    inputs = keras.Input((4,))
+    with_bn = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.BatchNormalization()(inputs)))
+    without_bn = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    flat = [(0.5, 0.5), (0.7, 0.5), (0.9, 0.5), (0.95, 0.5), (0.97, 0.5)]
+    (line,) = run(with_bn, flat)  # once, after the third flat epoch
+    assert "stayed at 0.5000 for 3 epochs" in line and "0.5000 -> 0.9000" in line and "BatchNormalization" in line
+    assert run(with_bn, [(0.5, 0.5), (0.7, 0.6), (0.9, 0.5)]) == []  # validation moved
+    assert run(with_bn, [(0.5, 0.5)] * 3) == []  # training did not move either: not the warm-up
+    assert run(without_bn, flat) == []  # no BatchNormalization: the note would be wrong
+
+
 # --- MultiWorkerMirroredStrategy ---------------------------------------------------------------
 
 def _free_port() -> int:

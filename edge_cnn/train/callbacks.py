@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import atomic_path, write_json, write_text
@@ -233,6 +233,38 @@ def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 # --- the per-epoch recorder ---------------------------------------------------------
+
+FLAT_EPOCHS = 3  # epochs of unchanged validation accuracy before FlatValidationNote explains it
+
+
+class FlatValidationNote(keras.callbacks.Callback):
+    """One line when validation accuracy has not moved for the first ``FLAT_EPOCHS`` epochs of a stage
+    while training accuracy has, in a model with BatchNormalization.
+
+    Why: on small data a new user sees e.g. 0.5000 for six epochs and thinks the run is broken. The
+    usual cause is BatchNormalization: validation runs on its moving statistics, which trail the batch
+    statistics training uses until enough batches have passed (the zoo's momentum, ``BN_MOMENTUM``,
+    shortens that, it does not remove it). Said once per stage; nothing without a validation split."""
+
+    def __init__(self, say: Callable[[str], None], epochs: int = FLAT_EPOCHS):
+        super().__init__()
+        self.say, self.epochs = say, epochs
+        self.validation: list[float] = []
+        self.training: list[float] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        if len(self.validation) >= self.epochs or logs.get("val_accuracy") is None or logs.get("accuracy") is None:
+            return
+        self.validation.append(float(logs["val_accuracy"]))
+        self.training.append(float(logs["accuracy"]))
+        if len(self.validation) < self.epochs or len(set(self.validation)) > 1 or len(set(self.training)) == 1:
+            return
+        if any(isinstance(layer, keras.layers.BatchNormalization) for layer in self.model.submodules):
+            self.say(f"note: validation accuracy has stayed at {self.validation[0]:.4f} for {self.epochs} epochs while "
+                     f"training accuracy moved ({self.training[0]:.4f} -> {self.training[-1]:.4f}): BatchNormalization's "
+                     "moving statistics, which validation uses, are still warming up; it usually moves within a few epochs")
+
 
 class RunRecorder(keras.callbacks.Callback):
     """After each epoch: history row, best weights (val accuracy, ties broken by lower val

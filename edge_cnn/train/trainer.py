@@ -389,7 +389,8 @@ def _run_stages(config, run, data, model, strategy, checkpoints, state, history,
                                   rules=rules)
         schedule = cb.StageSchedule(learning_rate, start, stage_epochs, config.schedule,
                                     config.warmup_epochs if start == 0 else 0)
-        stage_callbacks = [schedule, *validation, *rules, recorder, *_log_callbacks(run), *extra_callbacks]
+        note = cb.FlatValidationNote(lambda message: _say(verbose, message))
+        stage_callbacks = [schedule, *validation, *rules, recorder, note, *_log_callbacks(run), *extra_callbacks]
         if done < start + stage_epochs:
             fitted.fit(train_ds, validation_data=val_ds, epochs=start + stage_epochs, initial_epoch=done,
                       callbacks=stage_callbacks, class_weight=weights, verbose=verbose)
