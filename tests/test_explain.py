@@ -242,6 +242,7 @@ def test_cli_writes_overlays_and_raw_maps(trained, tmp_path):
         assert raw.shape == (SIZE, SIZE) and 0.0 <= raw.min() and raw.max() <= 1.0
     rows = json.loads((tmp_path / "explain_gradcam.json").read_text())["rows"]
     assert [row["predicted"] for row in rows] == ["square", "square"]
+    assert f"results saved to {tmp_path}" in result.stdout
     result = run_cli(trained.run, images[0], "--method", "cam", "--class", "plain", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "explain_cam.json").read_text())["rows"][0]["explained"] == "plain"

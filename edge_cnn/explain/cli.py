@@ -138,6 +138,8 @@ def _heatmaps(explained, items, method, layer, class_index, save_raw, alpha, out
                                 save_raw=save_raw, alpha=alpha, on_image=advance)
     print_table(result.rows, ["image", "predicted", "score", "explained", "layer", "png", "error"],
                 title=f"{method} heatmaps")
+    if len(result.rows) > len(result.failures):
+        click.echo(f"results saved to {out_dir}")
     finish_batch(result.failures, len(result.rows) - len(result.failures), f"were written to {out_dir}")
 
 
