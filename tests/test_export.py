@@ -358,6 +358,9 @@ def test_cli_recipe_keys_are_flag_names(tiny_run_dir, tmp_path):
     assert outcome.exit_code == 0, outcome.output
     report = json.loads((tmp_path / "from_recipe" / "report.json").read_text())
     assert [(r["Format"], r["Status"]) for r in report["rows"]] == [("tflite", "OK")]
+    assert "Max abs diff" not in outcome.output and "Max abs diff" in report["rows"][0]  # key columns on the terminal
+    wide = CliRunner().invoke(main, ["export", str(run), "--format", "onnx", "--wide", "--out", str(tmp_path / "wide")])
+    assert wide.exit_code == 0 and "Max abs diff" in wide.output, wide.output
     folder = tmp_path / "from_recipe"
     assert f"next:     edgecnn predict {folder} IMAGE" in outcome.output  # the classify task's next command
     assert f"edgecnn bench {folder} --select" in outcome.output

@@ -95,8 +95,9 @@ DEFAULTS = ExportConfig()  # every default is defined there once
     "(manifest meaning 'embedding'), "
     "for `edgecnn face enroll/identify` and Predictor.embed().",
 )
+@click.option("--wide", is_flag=True, help="Show every column (gzip size, agreement, max abs diff) on the terminal.")
 @recipe_option
-def export(source: str, **options) -> None:
+def export(source: str, wide: bool, **options) -> None:
     """Export a trained model to TFLite / ONNX / SavedModel and check every artifact against Keras.
 
     SOURCE is a run directory of `edgecnn train` or a bare .keras file (with --preprocess).
@@ -107,6 +108,7 @@ def export(source: str, **options) -> None:
     Examples:
       edgecnn export runs/ped                                  # fp32 TFLite + ONNX
       edgecnn export runs/ped --int8                           # + int8 TFLite (int8 I/O) + ONNX QDQ
+      edgecnn export runs/ped --int8 --wide                    # every column (gzip, agreement, max abs diff)
       edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
@@ -116,7 +118,7 @@ def export(source: str, **options) -> None:
       edgecnn export model.keras --preprocess preprocess.json --calib-data images/ --int8
       edgecnn export runs/faces --embedding --int8                # + embedding output for face enrollment
     """
-    from edge_cnn.export.report import COLUMNS
+    from edge_cnn.export.report import COLUMNS, KEY_COLUMNS
     from edge_cnn.export.exporter import export as run_export
     from edge_cnn.report import print_table
 
@@ -124,7 +126,8 @@ def export(source: str, **options) -> None:
         click.secho("warning: --dynamic is deprecated and will be removed: use --dynamic-range", fg="yellow", err=True)
         options["dynamic_range"] = True
     result = run_export(source, ExportConfig(**options), verbose=1 if sys.stdout.isatty() else 2, log=lambda m: click.echo(f"export: {m}", err=True))
-    print_table(result.rows, COLUMNS, title=f"edgecnn export -> {result.manifest_path.parent}")
+    print_table(result.rows, COLUMNS if wide else KEY_COLUMNS, wide=wide,
+                title=f"edgecnn export -> {result.manifest_path.parent}")
     click.echo(f"manifest: {result.manifest_path}\nreport:   {result.report_md}")
     if not result.failed:
         folder = shlex.quote(str(result.manifest_path.parent))

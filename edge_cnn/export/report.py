@@ -23,6 +23,8 @@ COLUMNS = [
     "File",
     "Note",
 ]
+KEY_COLUMNS = ["Format", "Precision", "Status", "Size (MB)", "Test accuracy (%)", "Drop (pp)", "Latency p50 (ms)",
+               "File", "Note"]  # the terminal's table without --wide; report.md/json keep every column
 
 
 def artifact_row(job: Job, checked: dict[str, Any], size: int, gzipped: int, file: str) -> dict[str, Any]:
