@@ -24,6 +24,13 @@ def test_zoo_family_json_has_reference_numbers():
     assert rows["mobilenet_v1"]["input"] == "224x224x3" and rows["mobilenet_v1"]["family"] == "mobilenet"
 
 
+def test_zoo_says_where_it_wrote_its_reports(tmp_path):
+    result = _invoke("zoo", "--family", "lenet", "--json", "--md", str(tmp_path / "zoo.md"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["family"] == "lenet"  # stdout stays JSON
+    assert f"wrote {tmp_path / 'zoo.md'}" in result.stderr and "lenet" in (tmp_path / "zoo.md").read_text()
+
+
 def test_zoo_table_lists_every_model_and_caches(monkeypatch, tmp_path):
     """Every registered model gets a row; a second call reads the cache; editing the zoo invalidates it."""
     monkeypatch.setenv("EDGECNN_HOME", str(tmp_path))

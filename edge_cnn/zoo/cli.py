@@ -50,6 +50,9 @@ def zoo(ctx: click.Context, family: str | None, as_json: bool, md_path: str | No
         print_table([{**r, "MACs": human_count(r["macs"])} for r in rows], OVERVIEW_COLUMNS,
                     title="edgecnn model zoo (params: torchvision convention)")
     write_reports(rows, md_path=md_path, csv_path=csv_path, columns=["family", "name", "params", "macs", "input"])
+    for path in (md_path, csv_path):
+        if path:
+            click.echo(f"wrote {path}", err=True)
 
 
 def human_count(value: int) -> str:
