@@ -1,6 +1,6 @@
 """The detection study (``edgecnn study detect``) on a tiny synthetic case: a run directory whose split was
 recorded by the trainer's own data route, a scripted detector (bright blobs), HOG+SVM. The operating
-threshold comes from the validation frames alone, the rows hold every column, the grey/low-resolution rows
+threshold comes from the validation split alone (frames and photos), the rows hold every column, the grey/low-resolution rows
 exist, and bad input is one ``error:`` line with exit code 2."""
 
 from __future__ import annotations
@@ -86,10 +86,23 @@ def test_the_threshold_rule_by_hand():
         study.operating_threshold([], floor=0.0)
 
 
+def test_the_f1_threshold_by_hand():
+    truth = [np.array([[0, 0, 10, 10], [20, 0, 10, 10]]), np.array([[0, 0, 10, 10]])]  # 3 people in 2 photos
+    split = study.Split(photos=[], boxes=truth, ignore=[np.zeros(2, bool), np.zeros(1, bool)], frames=[])
+    found = [np.array([[0, 0, 10, 10, 0.9], [50, 50, 10, 10, 0.8], [20, 0, 10, 10, 0.4]]),  # TP, FP, TP
+             np.array([[0, 0, 10, 10, 0.7], [60, 60, 10, 10, 0.3]])]  # TP, FP
+    # kept at 0.9: F1 2/4; 0.8: 2/5; 0.7: 4/6; 0.4: 6/7 (best); 0.3: 6/8
+    assert study.f1_threshold(found, split, floor=0.05) == 0.4
+    assert study.f1_threshold([np.zeros((0, 5))] * 2, split, floor=0.05) == 0.05  # nothing found: the floor
+    tied = [np.array([[0, 0, 10, 10, 0.5], [50, 50, 10, 10, 0.5]]), np.zeros((0, 5))]  # equal scores go together
+    assert study.f1_threshold(tied, split, floor=0.0) == 0.5
+
+
 def test_the_threshold_is_chosen_on_validation_and_not_on_test(splits):
     levels = np.linspace(205, 225, len(splits["val"].frames)).round().astype(int)  # below the squares' 230
     val = dataclasses.replace(splits["val"], frames=[blob(f, level) for f, level in zip(splits["val"].frames, levels)])
-    expected = np.nextafter(bright_blobs(val.frames[-1])[:, 4].max(), 1)  # the brightest validation blob
+    budget = np.nextafter(bright_blobs(val.frames[-1])[:, 4].max(), 1)  # above the brightest validation blob
+    expected = max(budget, study.f1_threshold([bright_blobs(p) for p in val.photos], val, 0.0))
     clean = study.accuracy_rows([scripted()], {"val": val, "test": splits["test"]})
     noisy_test = dataclasses.replace(splits["test"], frames=[blob(f, 250) for f in splits["test"].frames])
     noisy = study.accuracy_rows([scripted()], {"val": val, "test": noisy_test})
