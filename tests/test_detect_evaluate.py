@@ -27,7 +27,8 @@ def _write_coco(root: Path, boxes_per_image: dict[str, list[list[float]]], size=
     for index, (name, boxes) in enumerate(boxes_per_image.items()):
         Image.new("RGB", size).save(root / name)
         images.append({"id": index, "file_name": name, "width": size[0], "height": size[1]})
-        annotations += [{"id": len(annotations) + 1, "image_id": index, "category_id": 1, "bbox": box} for box in boxes]
+        annotations += [{"id": len(annotations) + number, "image_id": index, "category_id": 1, "bbox": box}
+                        for number, box in enumerate(boxes, start=1)]
     path = root / "annotations.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations,
                                 "categories": [{"id": 1, "name": "person"}]}))
@@ -88,6 +89,49 @@ def test_a_scripted_detector_scores_what_was_computed_by_hand(known_case, tmp_pa
     for png in (report.precision_recall_png, report.miss_rate_png):
         with Image.open(png) as image:
             assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 200
+
+
+def test_the_scores_equal_pycocotools_on_a_random_known_set(tmp_path):
+    """AP@0.5 and AP@[.5:.95] of evaluate's scoring equal COCOeval's (stats[1], stats[0]) on random scenes:
+    found people (jittered boxes, so some miss at the stricter IoUs), false boxes and missed people."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(7)
+    truth, found = {}, {}
+    for index in range(8):
+        boxes = [[*rng.uniform(0, 120, 2), *rng.uniform(12, 60, 2)] for _ in range(rng.integers(0, 5))]
+        hits = [[x + rng.normal(0, 3), y + rng.normal(0, 3), w * rng.uniform(0.8, 1.2), h * rng.uniform(0.8, 1.2)]
+                for x, y, w, h in boxes if rng.random() < 0.8]
+        false = [[*rng.uniform(0, 150, 2), *rng.uniform(10, 40, 2)] for _ in range(rng.integers(0, 4))]
+        truth[f"{index}.png"] = [[round(v, 2) for v in box] for box in boxes]
+        found[f"{index}.png"] = [[*box, rng.uniform(0.05, 1.0), 0] for box in hits + false]
+    annotations = _write_coco(tmp_path / "photos", truth, size=(200, 200))
+    photos, _, _ = read_truth(annotations, None, ["person"])
+    result = score_model("scripted", "scripted", None,
+                         lambda paths: [np.array(found[Path(p).name], dtype=float).reshape(-1, 6) for p in paths],
+                         photos, [], ["person"], threshold=0.5)
+
+    coco = json.loads(annotations.read_text())
+    for annotation in coco["annotations"]:
+        annotation.update(area=annotation["bbox"][2] * annotation["bbox"][3], iscrowd=0)
+    ids = {image["file_name"]: image["id"] for image in coco["images"]}
+    results = [{"image_id": ids[name], "category_id": 1, "bbox": [float(v) for v in row[:4]], "score": float(row[4])}
+               for name, rows in found.items() for row in rows]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground = COCO()
+        ground.dataset = coco
+        ground.createIndex()
+        evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert 0.2 < evaluation.stats[1] < 0.95  # a case with misses and false boxes, not a trivial one
+    assert result.metrics["ap_50"] == pytest.approx(evaluation.stats[1], abs=1e-9)
+    assert result.metrics["ap_50_95"] == pytest.approx(evaluation.stats[0], abs=1e-9)
 
 
 def test_unknown_categories_are_skipped_and_reported(tmp_path):

@@ -1,4 +1,5 @@
-"""Detection metrics against values worked out by hand (pycocotools is not installed to compare with)."""
+"""Detection metrics against values worked out by hand (tests/test_detect_evaluate.py also checks AP against
+pycocotools' COCOeval)."""
 
 import math
 
