@@ -50,6 +50,8 @@ def _rows(out: Path, name: str) -> list[dict]:
     for row in rows:
         assert row["Method"] in markdown
         assert 0.0 <= row["Accuracy (%)"] <= 100.0
+        if row.get("Windows as", "as taken") != "as taken":
+            continue  # degraded windows: scored, not timed
         latency = row.get("Latency p50 (ms/window)", row.get("Latency p50 (ms/image)"))
         assert latency > 0
         if row["Method"].startswith("CNN"):
@@ -79,8 +81,15 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
     assert (run / "export" / "manifest.json").is_file()  # exported by the script, int8 included
     rows = _rows(out, "compare_pedestrian")
     methods = ["HOG + linear SVM (OpenCV)", "CNN tflite fp32", "CNN tflite int8"]
-    by_key = {(row["Subset"], row["Method"]): row for row in rows}
+    by_key = {(row["Subset"], row["Method"]): row for row in rows if row["Windows as"] == "as taken"}
     assert set(by_key) == {(subset, m) for subset in ("all test windows", "Penn-Fudan only") for m in methods}
+    # issue 15: the same windows grey, 36x18 and back, every method, accuracy and AUC without latency
+    low = {(row["Subset"], row["Method"]): row for row in rows if row["Windows as"] == "grey, 36x18 and back"}
+    assert set(low) == set(by_key) and len(rows) == 2 * len(by_key)
+    for key, row in low.items():
+        assert row["Windows"] == by_key[key]["Windows"] and 0.0 <= row["ROC AUC"] <= 1.0
+        assert row["Latency p50 (ms/window)"] is None and row["Latency / HOG+SVM"] is None
+    assert low[("all test windows", methods[0])]["ROC AUC"] != by_key[("all test windows", methods[0])]["ROC AUC"]
     for method in methods:
         # --limit 8: 5 INRIA + 3 Penn-Fudan windows of each class
         assert by_key[("all test windows", method)]["Windows"] == 16
@@ -94,7 +103,8 @@ def test_compare_pedestrian_on_a_tiny_run(tmp_path, shared_data):
     for method in methods:  # the ratio is to HOG+SVM's latency of the same interleaved rounds
         row = by_key[("all test windows", method)]
         assert row["Latency / HOG+SVM"] == pytest.approx(row["Latency p50 (ms/window)"] / hog_ms, abs=0.006)
-    assert "| HOG + linear SVM (OpenCV) |" in result.stdout
+    assert "| as taken | all test windows | HOG + linear SVM (OpenCV) |" in result.stdout
+    assert "| grey, 36x18 and back | all test windows | HOG + linear SVM (OpenCV) |" in result.stdout
 
     wrong = _run_tool("compare_pedestrian.py", "--run", tmp_path / "missing", "--out", out)
     assert wrong.returncode == 2 and "does not exist" in wrong.stderr

@@ -259,6 +259,75 @@ def test_mixup_and_cutmix_give_soft_labels_summing_to_one(plain_train, mix):
     assert x.min() >= 0.0 and x.max() <= 1.0
 
 
+# --- grey and low-resolution cameras (grey, blur, downscale) -------------------------------
+def _checkerboards(root: Path, count: int = 8, height: int = 32, width: int = 16) -> list[tuple[str, int]]:
+    """1-pixel black/white checkerboards (two classes): all of their variance is high frequency."""
+    board = ((np.indices((height, width)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    items = []
+    for label in range(2):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            path = root / str(label) / f"{i}.png"
+            Image.fromarray(np.repeat(board[:, :, None], 3, axis=2)).save(path)
+            items.append((str(path), label))
+    return items
+
+
+def test_grey_acts_on_training_batches_only(squares):
+    items = scan_folder(squares).items
+    spec = PreprocessSpec(16, 16)
+    config = AugmentConfig(grey=1.0)
+    train = _batches(make_dataset(items, spec, 2, batch_size=8, training=True, augment=config))[0]
+    assert np.allclose(train[..., 0], train[..., 1], atol=1e-6) and np.allclose(train[..., 1], train[..., 2], atol=1e-6)
+    plain = _train_pixels(items, None)[0]  # the coloured squares: channels differ without grey
+    assert not np.allclose(plain[..., 0], plain[..., 2], atol=1e-3)
+    luma = plain @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(train[..., 0], luma, atol=1e-5)
+    validation = _batches(make_dataset(items, spec, 2, batch_size=8, augment=config))[0]
+    np.testing.assert_allclose(validation, spec([p for p, _ in items]), atol=1e-6)  # untouched
+    assert all(not np.allclose(image[..., 0], image[..., 2], atol=1e-3) for image in validation)
+
+
+def test_downscale_removes_fine_detail_and_keeps_the_shape(tmp_path):
+    from edge_cnn.data.augment import DOWNSCALE_FACTORS
+
+    assert DOWNSCALE_FACTORS[0] <= 2 and DOWNSCALE_FACTORS[1] >= 64 / 18  # reaches a 36x18 pedestrian
+    items = _checkerboards(tmp_path)
+    spec = PreprocessSpec(32, 16)
+    plain = _batches(make_dataset(items, spec, 2, batch_size=4, training=True))[0]
+    low = _batches(make_dataset(items, spec, 2, batch_size=4, training=True, augment=AugmentConfig(downscale=1.0)))[0]
+    assert low.shape == plain.shape == (len(items), 32, 16, 3)
+    assert low.min() >= 0.0 and low.max() <= 1.0
+    assert plain.var(axis=(1, 2, 3)).min() > 0.2  # the board: 0 and 1
+    assert low.var(axis=(1, 2, 3)).max() < 0.25 * plain.var()  # every image lost its 1-pixel detail
+    np.testing.assert_allclose(low.mean(axis=(1, 2, 3)), 0.5, atol=0.05)  # area averaging keeps the mean
+
+
+def test_camera_keys_at_zero_leave_pixels_untouched(tmp_path, squares):
+    from edge_cnn.data.augment import pixel_augmenter
+
+    items = _checkerboards(tmp_path) + [(str(p), l) for p, l in scan_folder(squares).items[:8]]
+    spec = PreprocessSpec(16, 16)
+    pixels = np.stack([spec.load_image(path) for path, _ in items]).astype(np.float32)
+    off = AugmentConfig(grey=0.0, blur=0.0, downscale=0.0, contrast=1e-9)  # an active augmenter, camera keys 0
+    np.testing.assert_allclose(np.asarray(pixel_augmenter(off, seed=3)(pixels)), pixels, atol=1e-3)
+    on = AugmentConfig(grey=0.0, blur=0.0, downscale=1.0, contrast=1e-9)
+    assert not np.allclose(np.asarray(pixel_augmenter(on, seed=3)(pixels)), pixels, atol=1.0)
+
+
+def test_train_config_passes_camera_keys_to_the_classify_pipeline():
+    from edge_cnn.train.config import TrainConfig
+
+    config = TrainConfig(grey=0.3, downscale=0.25, blur=0.1)
+    augment = AugmentConfig.from_dict(config.augment_values())
+    assert (augment.grey, augment.downscale, augment.blur) == (0.3, 0.25, 0.1) and augment.changes_pixels
+    assert not AugmentConfig.from_dict(TrainConfig(augment=True).augment_values()).grey  # no photo default
+    resolved = config.resolved((32, 32)).to_dict()  # what the run's config.yaml records
+    assert (resolved["grey"], resolved["downscale"], resolved["blur"]) == (0.3, 0.25, 0.1)
+    with pytest.raises(EdgeCNNError, match="downscale is a probability"):
+        AugmentConfig(downscale=1.5)
+
+
 def test_augment_config_round_trip_and_unknown_keys():
     config = AugmentConfig.photo_defaults()
     assert config.active and not AugmentConfig().active

@@ -4,8 +4,12 @@ Applied to whole batches of 0..255 pixels (one op call per batch, a fresh random
 image), before ``PreprocessSpec.normalize``. Rotation, shift, zoom, flip and brightness are
 Keras preprocessing layers; shear (no Keras layer) is one projective transform; contrast is
 drawn per image (Keras' RandomContrast draws one factor per batch); cutout (DeVries & Taylor
-2017, arXiv:1708.04552) zeroes a square. Mixup (Zhang et al. 2018, arXiv:1710.09412) and
-CutMix (Yun et al. 2019, arXiv:1905.04899) mix normalised images and their one-hot labels.
+2017, arXiv:1708.04552) zeroes a square. For grey and low-resolution cameras, three probabilities
+per image: downscale (a random 2-4.5x shrink by area averaging, scaled back bilinearly: a 128x64
+window down to 28x14 at most, below the 36x18 of a distant pedestrian), then grey and blur
+(``face_augment.face_pixel_ops``, shared with the embed task). Mixup (Zhang et al. 2018,
+arXiv:1710.09412) and CutMix (Yun et al. 2019, arXiv:1905.04899) mix normalised images and
+their one-hot labels.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import math
 from typing import Any
 
 from edge_cnn.errors import EdgeCNNError
+
+DOWNSCALE_FACTORS = (2.0, 4.5)  # shrink range; 64/18 = 3.6 puts a 36x18 pedestrian inside it
 
 
 @dataclasses.dataclass
@@ -32,6 +38,9 @@ class AugmentConfig:
     cutout: float = 0.0  # side of the erased square, fraction of the shorter image side
     mixup: float = 0.0  # Beta(alpha, alpha) alpha
     cutmix: float = 0.0  # Beta(alpha, alpha) alpha
+    grey: float = 0.0  # probability of luma in every channel
+    blur: float = 0.0  # probability of a Gaussian blur (face_augment.BLUR_SIGMAS)
+    downscale: float = 0.0  # probability of a DOWNSCALE_FACTORS shrink and back
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -50,6 +59,9 @@ class AugmentConfig:
         for name in ("width_shift", "height_shift", "zoom", "brightness", "contrast", "cutout"):
             if getattr(self, name) >= 1:
                 raise EdgeCNNError(f"augmentation {name} is a fraction: use a value in [0, 1)")
+        for name in ("grey", "blur", "downscale"):
+            if getattr(self, name) > 1:
+                raise EdgeCNNError(f"augmentation {name} is a probability: use a value in [0, 1]")
         if self.rotation > 180 or self.shear >= 90:
             raise EdgeCNNError("augmentation rotation must be <= 180 degrees and shear < 90 degrees")
 
@@ -89,6 +101,7 @@ class AugmentConfig:
 
 def pixel_augmenter(config: AugmentConfig, seed: int):
     """A function (batch of 0..255 float pixels NHWC) -> augmented batch, same shape, 0..255."""
+    from edge_cnn.data.face_augment import face_pixel_ops
     from edge_cnn.keras import layers, tf
 
     keras_layers = []
@@ -103,6 +116,7 @@ def pixel_augmenter(config: AugmentConfig, seed: int):
     if config.brightness:
         keras_layers.append(layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 4))
     generator = tf.random.Generator.from_seed(seed + 5)
+    camera = face_pixel_ops(config.grey, config.blur, seed)  # own generator: the embed route's draws unchanged
 
     def augment(pixels):
         pixels = tf.cast(pixels, tf.float32)
@@ -114,7 +128,10 @@ def pixel_augmenter(config: AugmentConfig, seed: int):
             pixels = _contrast(pixels, config.contrast, generator, tf)
         if config.cutout:
             pixels = _cutout(pixels, config.cutout, generator, tf)
-        return tf.clip_by_value(pixels, 0.0, 255.0)
+        pixels = tf.clip_by_value(pixels, 0.0, 255.0)
+        if config.downscale:
+            pixels = _downscale(pixels, config.downscale, generator, tf)
+        return pixels if camera is None else camera(pixels)
 
     return augment
 
@@ -139,6 +156,24 @@ def _contrast(pixels, fraction: float, generator, tf):
     factor = generator.uniform([tf.shape(pixels)[0], 1, 1, 1], 1.0 - fraction, 1.0 + fraction)
     mean = tf.reduce_mean(pixels, axis=[1, 2], keepdims=True)
     return (pixels - mean) * factor + mean
+
+
+def _downscale(pixels, probability: float, generator, tf):
+    """Each image, with ``probability``: shrunk by a factor in DOWNSCALE_FACTORS (area averaging) and
+    brought back to its size (bilinear), as a low-resolution camera or a distant subject gives it."""
+    shape = tf.shape(pixels)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    factors = generator.uniform([shape[0]], *DOWNSCALE_FACTORS)
+    chosen = generator.uniform([shape[0]]) < probability
+
+    def one(args):
+        image, factor = args
+        small = tf.maximum(1, tf.cast(tf.round(tf.stack([height, width]) / factor), tf.int32))
+        shrunk = tf.image.resize(image, small, method="area")
+        return tf.image.resize(shrunk, shape[1:3], method="bilinear")
+
+    degraded = tf.map_fn(one, (pixels, factors), fn_output_signature=tf.TensorSpec(pixels.shape[1:], tf.float32))
+    return tf.where(chosen[:, None, None, None], degraded, pixels)
 
 
 def _box_mask(shape, box_height, box_width, generator, tf):

@@ -1,7 +1,8 @@
-"""Face-specific pixel augmentation beyond ``augment.pixel_augmenter``: random grey and random blur.
+"""Camera pixel augmentation called by ``augment.pixel_augmenter``: random grey and random blur.
 
-Unconstrained face photos come from grey cameras and out-of-focus or low-resolution crops; an
-embedding that changes with colour or sharpness would call the same person two people. Both act on
+Written for faces, used by every folder task: unconstrained face photos come from grey cameras and
+out-of-focus or low-resolution crops, and an embedding that changes with colour or sharpness would
+call the same person two people (a window classifier meets the same cameras). Both act on
 whole batches of 0..255 pixels (a fresh draw per image), after the geometric and photometric
 options and before ``PreprocessSpec.normalize``, like the rest of the augmentation. There is no
 vertical flip anywhere: an upside-down face is no face the model will see.

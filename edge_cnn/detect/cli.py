@@ -13,12 +13,7 @@ from edge_cnn.errors import EdgeCNNError
 from edge_cnn.formats import embedded_formats
 from edge_cnn.options import collect_inputs, finish_batch
 from edge_cnn.preprocess import parse_size
-
-# Windows per image beyond which the finest pyramid levels are skipped. At the defaults (128x64
-# window, stride 16, step 1.25) a 640x480 frame has 1,922 windows, 1920x1080 18,112, 3840x2160
-# 80,737 and 8000x8000 670,717 (which ran for over two minutes): the cap leaves frames up to full
-# HD whole and bounds the time of any image.
-DEFAULT_MAX_WINDOWS = 50_000
+from edge_cnn.windows import DEFAULT_MAX_WINDOWS, DEFAULT_POSITIVE
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -79,7 +74,7 @@ def detect(model, images, out, positive, window, stride, scale_step, threshold, 
     if predictor.task.data_kind == "boxes":
         detector = BoxDetector(predictor, positive=positive, threshold=threshold, iou_threshold=iou_threshold)
     else:
-        detector = PedestrianDetector(predictor, positive=positive or "person", window=window, stride=stride,
+        detector = PedestrianDetector(predictor, positive=positive or DEFAULT_POSITIVE, window=window, stride=stride,
                                       scale_step=scale_step, threshold=threshold,
                                       iou_threshold=0.3 if iou_threshold is None else iou_threshold,
                                       max_windows=max_windows)

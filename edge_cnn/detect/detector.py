@@ -13,6 +13,7 @@ from edge_cnn.detect.sliding import Box, detect, pyramid_levels
 from edge_cnn.errors import EdgeCNNError, ImageError
 from edge_cnn.io import atomic_path, output_stems, write_json
 from edge_cnn.preprocess import to_pil
+from edge_cnn.windows import DEFAULT_POSITIVE, DEFAULT_SCALE_STEP, DEFAULT_STRIDE
 
 
 class PedestrianDetector:
@@ -28,10 +29,10 @@ class PedestrianDetector:
     def __init__(
         self,
         predictor: Any,
-        positive: str = "person",
+        positive: str = DEFAULT_POSITIVE,
         window: tuple[int, int] | None = None,
-        stride: tuple[int, int] = (16, 16),
-        scale_step: float = 1.25,
+        stride: tuple[int, int] = DEFAULT_STRIDE,
+        scale_step: float = DEFAULT_SCALE_STEP,
         threshold: float = 0.5,
         iou_threshold: float = 0.3,
         batch_size: int = 128,

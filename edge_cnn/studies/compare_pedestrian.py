@@ -16,6 +16,11 @@ separate windows (OpenCV computes one descriptor per call), so its row leaves th
 Every figure is the median of ``--rounds`` rounds in which all methods are timed in turn, so a change of
 load on a shared machine hits them alike.
 
+Degraded rows (issue 15, "robust windows too"): the same test windows turned grey, shrunk to 36x18 (height x
+width, area averaging: a distant pedestrian on a low-resolution camera) and brought back to 128x64 (bilinear), by
+``detect_compare.degrade``, the whole-photo study's own degradation; accuracy and ROC AUC of every method, no
+latency (the same cost as above).
+
     edgecnn study pedestrian --run runs/ped --out runs/ped/compare
     edgecnn study pedestrian --run runs/ped --limit 50 --formats tflite --out /tmp/cmp   # a quick look
 """
@@ -30,13 +35,17 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.formats import embedded_formats
+from edge_cnn.studies.detect_compare import degrade
 from edge_cnn.studies.shared import (HOG_METHOD, add_runtime_options, ensure_export, first_per_class, hog_window,
                                      interleaved_medians, load_cnns, median_latency_ms, one_line_errors,
                                      study_parser, write_report)
 
 SUBSETS = {"all test windows": "", "Penn-Fudan only": "pennfudan"}
-COLUMNS = ["Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)", "Latency / HOG+SVM",
-           "Latency input", "Model-only p50 (ms/window)", "Batched p50 (ms/window)"]
+AS_TAKEN = "as taken"
+DEGRADED = "grey, 36x18 and back"  # the Windows column of the degraded rows
+DEGRADED_WIDTH = 18  # pixels: 64 / 18 = 3.56x smaller (128 -> 36)
+COLUMNS = ["Windows as", "Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)",
+           "Latency / HOG+SVM", "Latency input", "Model-only p50 (ms/window)", "Batched p50 (ms/window)"]
 
 
 def batched_latency_ms(call: Callable, windows: list, batch: int, rounds: int = 3) -> float:
@@ -50,7 +59,7 @@ def batched_latency_ms(call: Callable, windows: list, batch: int, rounds: int = 
 
 
 def metric_rows(method: str, names: list[str], is_person: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
-                latency_ms: float, latency_input: str, model_only_ms: float | None = None,
+                latency_ms: float | None, latency_input: str | None, model_only_ms: float | None = None,
                 batched_ms: float | None = None) -> list[dict]:
     """One row per subset of ``SUBSETS``: accuracy, ROC AUC of ``scores`` and the latencies given."""
     from edge_cnn.baselines import roc_auc
@@ -106,18 +115,32 @@ def compare(run: Path, limit: int | None = None, formats: Sequence[str] = embedd
     print(f"timing {len(cnns) + 1} methods in {rounds} interleaved rounds ...", flush=True)
     ms = {name: round(value, 4) for name, value in interleaved_medians(timers, rounds).items()}
 
+    rows = scored_rows(AS_TAKEN, windows, names, is_person, hog, cnns, ms)
+    low = [degrade(window, window.shape[1] / DEGRADED_WIDTH) for window in windows]
+    rows += scored_rows(DEGRADED, low, names, is_person, hog, cnns)
+    return sorted(rows, key=lambda row: ([AS_TAKEN, DEGRADED].index(row["Windows as"]),
+                                         list(SUBSETS).index(row["Subset"])))
+
+
+def scored_rows(condition: str, windows: list[np.ndarray], names: list[str], is_person: np.ndarray, hog, cnns: dict,
+                ms: dict | None = None) -> list[dict]:
+    """HOG+SVM's and every CNN's rows on ``windows`` (``condition``: how they were taken), with the latencies
+    ``ms`` (method, kind) -> ms when given (the degraded windows are not timed)."""
+    ms = ms or {}
     margins = np.array([hog.score(w) for w in windows])
-    rows = metric_rows(HOG_METHOD, names, is_person, margins, margins > 0, ms[(HOG_METHOD, "single")],
-                       "uint8 64x128 window")
+    rows = metric_rows(HOG_METHOD, names, is_person, margins, margins > 0, ms.get((HOG_METHOD, "single")),
+                       "uint8 64x128 window" if ms else None)
     for method, predictor in cnns.items():
         probabilities = predictor.probabilities(np.stack(windows))
         cnn_person = predictor.labels.index("person")
         rows += metric_rows(method, names, is_person, probabilities[:, cnn_person],
-                            probabilities.argmax(axis=1) == cnn_person, ms[(method, "single")],
-                            "uint8 64x128 window, batch 1", ms[(method, "model")], ms[(method, "batched")])
+                            probabilities.argmax(axis=1) == cnn_person, ms.get((method, "single")),
+                            "uint8 64x128 window, batch 1" if ms else None, ms.get((method, "model")),
+                            ms.get((method, "batched")))
     for row in rows:
-        row["Latency / HOG+SVM"] = round(row["Latency p50 (ms/window)"] / ms[(HOG_METHOD, "single")], 2)
-    return sorted(rows, key=lambda row: list(SUBSETS).index(row["Subset"]))
+        row["Windows as"] = condition
+        row["Latency / HOG+SVM"] = round(row["Latency p50 (ms/window)"] / ms[(HOG_METHOD, "single")], 2) if ms else None
+    return rows
 
 
 @one_line_errors

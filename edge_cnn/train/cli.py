@@ -43,11 +43,11 @@ def _augment_options(function):
         click.option("--mixup", type=float, help="Mixup Beta(alpha, alpha) alpha (0 = off)."),
         click.option("--cutmix", type=float, help="CutMix Beta(alpha, alpha) alpha (0 = off)."),
         click.option("--grey", type=float, default=DEFAULTS.grey, show_default=True,
-                     help="Detection and embed: probability of converting a photo to grey."),
+                     help="Probability of converting an image to grey (every task)."),
         click.option("--blur", type=float, default=DEFAULTS.blur, show_default=True,
-                     help="Detection and embed: probability of a Gaussian blur (radius 0.5-1.5)."),
+                     help="Probability of a Gaussian blur, radius 0.5-1.5 (every task)."),
         click.option("--downscale", type=float, default=DEFAULTS.downscale, show_default=True,
-                     help="Detection: probability of a 2-3x downscale-upscale (low-resolution cameras)."),
+                     help="Probability of a downscale-upscale, 2-4.5x (detection: 2-3x), for low-resolution cameras."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -65,6 +65,7 @@ Examples:
   edgecnn train --data DIR --weights runs/ped --out runs/ped-ft  # start from another run's backbone
   edgecnn train --recipe pedestrian_detect --out runs/det        # a detector on box-annotated photos
   edgecnn train --task detect --data annotations.json --negatives frames/ --img-size 256x256 --out runs/det
+  edgecnn train --recipe pedestrian --hard-negatives frames/ --out runs/ped_hn  # + mined false positives
   edgecnn train --recipe faces_lfw --data ../shared/data/lfw/images \\
                 --exclude-pairs ../shared/data/lfw/pairs.txt --test-folds 6-10 --out runs/lfw  # face embeddings
 """
@@ -97,6 +98,15 @@ def _embed_options(function):
 @click.option("--negatives", default=None, type=click.Path(),
               help="--task detect: a folder of person-free images (background in training, false positives per "
                    "frame in val and test).")
+@click.option("--hard-negatives", default=None, type=click.Path(),
+              help="Window classifier (person/background): a folder of person-free images, disjoint from any "
+                   "evaluation frames. A first pass trains in OUT/first_pass, its windows scoring >= "
+                   "--hard-negatives-threshold as person over these images (edgecnn detect's pyramid and stride) "
+                   "join the training split as background, and the run retrains from the start.")
+@click.option("--hard-negatives-max", type=int, default=DEFAULTS.hard_negatives_max, show_default=True,
+              help="Mined windows at most: each image's best first, then each image's second best, ...")
+@click.option("--hard-negatives-threshold", type=float, default=DEFAULTS.hard_negatives_threshold, show_default=True,
+              help="Person score from which a window of a --hard-negatives image is a false positive.")
 @click.option("--out", default=None, help="Run directory to write (default runs/DATA-MODEL, numbered -2, -3... when taken; "
               "an --out holding a run is refused unless --resume).")
 @click.option("--task", type=click.Choice(task_names()), default=DEFAULTS.task, show_default=True,

@@ -36,21 +36,27 @@ AUGMENT_KEYS = {
     "cutout": "cutout",
     "mixup": "mixup",
     "cutmix": "cutmix",
+    "grey": "grey",
+    "blur": "blur",
+    "downscale": "downscale",
 }
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """One training run. Augmentation keys left ``None`` take the photo default when
-    ``augment`` is on and 0/off when it is off. ``negatives``, ``grey``, ``blur`` and ``downscale``
-    belong to box-annotated data (the detect task): person-free photos, and the probabilities of the
-    augmentations for grey and low-resolution cameras (``grey`` and ``blur`` serve the embed task too).
+    ``augment`` is on and 0/off when it is off. ``negatives`` belongs to box-annotated data (the detect
+    task): person-free photos. ``grey``, ``blur`` and ``downscale`` are the probabilities of the
+    augmentations for grey and low-resolution cameras, for every task (0 by default, even with ``augment`` on).
     ``loss``, ``margin_scale``, ``margin``, ``embedding_dim``, ``exclude_pairs`` and ``test_folds`` belong to
     the embed task: its margin head, the embedding size, and the LFW pairs whose test folds' people are
     kept out of training and validation. ``margin`` None takes the loss's default (``DEFAULT_MARGINS``)."""
 
     data: str = "face"
     negatives: str | None = None
+    hard_negatives: str | None = None  # classify: person-free images to mine false positives from (hard_negatives.py)
+    hard_negatives_max: int = 2000
+    hard_negatives_threshold: float = 0.5
     out: str | None = None
     task: str = DEFAULT_TASK
     model: str = "small_convnet"
@@ -145,9 +151,33 @@ class TrainConfig:
                 raise EdgeCNNError(f"--{name} must be a probability in [0, 1]; got {getattr(self, name)}")
         if self.negatives is not None and not Path(self.negatives).is_dir():
             raise EdgeCNNError(f"--negatives {self.negatives} is not a folder: pass a folder of person-free images")
+        self._validate_hard_negatives()
         if self.width is not None and not float(self.width) > 0:
             raise EdgeCNNError(f"--width must be > 0; got {self.width}")
         self._validate_embed()
+
+    def _validate_hard_negatives(self) -> None:
+        """--hard-negatives: a window classifier (classify) and a folder holding images (the classes are
+        checked once the data is read: ``hard_negatives.class_indices``)."""
+        if isinstance(self.hard_negatives_max, bool) or int(self.hard_negatives_max) != self.hard_negatives_max \
+                or self.hard_negatives_max < 1:
+            raise EdgeCNNError(f"--hard-negatives-max must be a whole number >= 1; got {self.hard_negatives_max}")
+        if not 0.0 <= float(self.hard_negatives_threshold) <= 1.0:
+            raise EdgeCNNError(f"--hard-negatives-threshold must be a score in [0, 1]; got {self.hard_negatives_threshold}")
+        if self.hard_negatives is None:
+            return
+        if self.task != DEFAULT_TASK:
+            raise EdgeCNNError(f"--hard-negatives mines windows for a sliding-window classifier (--task {DEFAULT_TASK}), "
+                               f"not --task {self.task}" + (": a detector takes person-free images with --negatives DIR"
+                                                            if self.task == "detect" else ""))
+        folder = Path(self.hard_negatives)
+        if not folder.is_dir():
+            raise EdgeCNNError(f"--hard-negatives {folder} is not a folder: pass a folder of person-free images")
+        from edge_cnn.preprocess import IMAGE_SUFFIXES, is_image_file
+
+        if not any(path.is_file() and is_image_file(path) for path in folder.rglob("*")):
+            raise EdgeCNNError(f"--hard-negatives {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
+                               "pass a folder of person-free images")
 
     def _validate_embed(self) -> None:
         """The embed task's keys (the margin's range is checked by ``edge_cnn.train.margin.check_margin``

@@ -204,10 +204,9 @@ def split_people(items: list[tuple[str, int]], people: int, val: float, test: fl
 
 def identity_dataset(items: list[tuple[str, int]], spec: PreprocessSpec, config: TrainConfig):
     """((normalised image batch, person indices), person indices), reshuffled every epoch with the seed,
-    augmented with the run's keys (``augment.pixel_augmenter``) plus random grey and blur."""
+    augmented with the run's keys (``augment.pixel_augmenter``, random grey, blur and downscale included)."""
     from edge_cnn.data import AugmentConfig
     from edge_cnn.data.augment import pixel_augmenter
-    from edge_cnn.data.face_augment import face_pixel_ops
 
     if not items:
         raise EdgeCNNError("the training split holds no image")
@@ -230,9 +229,6 @@ def identity_dataset(items: list[tuple[str, int]], spec: PreprocessSpec, config:
     if augment.changes_pixels:
         augmenter = pixel_augmenter(augment, config.seed)
         dataset = dataset.map(lambda x, y: (augmenter(x), y))
-    extra = face_pixel_ops(float(config.grey), float(config.blur), config.seed)
-    if extra is not None:
-        dataset = dataset.map(lambda x, y: (extra(x), y))
     dataset = dataset.map(lambda x, y: ((spec.normalize(tf.cast(x, tf.float32)), y), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

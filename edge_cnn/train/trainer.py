@@ -24,7 +24,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import atomic_path, ensure_writable_dir, numbered_dir, write_json
@@ -86,12 +86,16 @@ def train(
     resume: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
+    on_data: Callable[[list[str]], Any] | None = None,
 ) -> RunResult:
     """Train, evaluate and write the run directory ``config.out``.
 
     ``resume`` continues the run in ``config.out`` from its last checkpoint with its own
     config.yaml and splits (the other settings of ``config`` are ignored). ``callbacks``
     run after the trainer's own (a KeyboardInterrupt they raise is handled like Ctrl-C).
+    ``on_data`` is called with the class names once the data is read, before any epoch (it may
+    refuse them by raising). With ``config.hard_negatives`` a first pass trains in ``RUN/first_pass``,
+    its false positives are mined and the run retrains on them (``edge_cnn.train.hard_negatives``).
     """
     # A default folder is numbered when taken (runs/face-small_convnet-2); --resume continues the unnumbered one.
     out = config.out or (default_out(config) if resume else numbered_dir(default_out(config)))
@@ -103,14 +107,25 @@ def train(
         _refuse_existing(run)
         state = None
     strategy = make_strategy(config.strategy)  # before any data work: a bad TF_CONFIG fails at once
+    prepared = resume
+    if config.hard_negatives and state is None:  # first pass and mining, unless the retraining started already
+        from edge_cnn.train.hard_negatives import bootstrap
+
+        interrupted = bootstrap(run, config, resume=resume, callbacks=callbacks, verbose=verbose)
+        if interrupted is not None:
+            return interrupted
+        prepared = True
     with seeded(config.seed):
-        return _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose)
+        return _train(config, run, checkpoints, state, prepared, strategy, callbacks, verbose, on_data)
 
 
-def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose) -> RunResult:
-    """Everything after the run directory is chosen, under the seed's determinism."""
+def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose, on_data=None) -> RunResult:
+    """Everything after the run directory is chosen, under the seed's determinism (``resume``: the
+    run's data files are written already, read them back)."""
     route = data_route(config.task)
     data = route.read_back(run) if resume else _prepare_data(config, run, route)
+    if on_data is not None:
+        on_data(list(data.classes))
     config = TrainConfig.load(run.config_path)
     _say(verbose, f"data: {', '.join(f'{s} {len(data.splits[s])}' for s in SPLITS)} images, "
                   f"{len(data.classes)} classes, {len(data.skipped)} skipped files")
@@ -140,6 +155,10 @@ def _train(config, run, checkpoints, state, resume, strategy, callbacks, verbose
         result.interrupted = True
         return result
     extra = {"strategy": used, **({"initial_weights": transferred} if transferred else {})}
+    if config.hard_negatives:
+        from edge_cnn.train.hard_negatives import metrics_entry
+
+        extra["hard_negatives"] = metrics_entry(run)
     result.metrics = finish_run(run, data, config, history, verbose, route, extra=extra)
     return result
 
@@ -234,13 +253,16 @@ def _refuse_existing(run: RunDir) -> None:
 def _resume_state(run: RunDir, checkpoints: cb.Checkpoints) -> tuple[TrainConfig, dict[str, Any]]:
     if not run.config_path.is_file():
         raise EdgeCNNError(f"--resume: {run.path} has no config.yaml, so it is not a run to resume (check --out)")
+    config = TrainConfig.load(run.config_path)
     state = checkpoints.latest()
+    if state is None and config.hard_negatives:
+        return config, None  # stopped in the first pass or while mining: hard_negatives.bootstrap continues
     if state is None:
         raise EdgeCNNError(
             f"--resume: {run.checkpoints_dir} holds no checkpoint (the run stopped before its first epoch ended); "
             "start it again without --resume in a new --out"
         )
-    return TrainConfig.load(run.config_path), state
+    return config, state
 
 
 def _prepare_data(config: TrainConfig, run: RunDir, route):
