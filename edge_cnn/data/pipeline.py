@@ -40,7 +40,7 @@ def make_dataset(
         raise EdgeCNNError(f"class indices must lie in 0..{num_classes - 1}; got {min(labels)}..{max(labels)}")
     paths = [str(path) for path, _ in items]
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    dataset = dataset.map(_loader(spec, num_classes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(image_loader(spec, num_classes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         dataset = dataset.cache()
     if training:
@@ -58,8 +58,9 @@ def make_dataset(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _loader(spec: PreprocessSpec, num_classes: int):
-    """(path, label) -> (uint8 HxWxC pixels with a static shape, one-hot float32 label)."""
+def image_loader(spec: PreprocessSpec, num_classes: int | None):
+    """(path, label) -> (uint8 HxWxC pixels with a static shape, label): one-hot float32 over
+    ``num_classes``, or the index as given when None (the embed route's margin head takes indices)."""
     shape = (spec.height, spec.width, spec.channels)
 
     def decode(path: bytes):
@@ -68,6 +69,6 @@ def _loader(spec: PreprocessSpec, num_classes: int):
     def load(path, label):
         pixels = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
         pixels.set_shape(shape)
-        return pixels, tf.one_hot(label, num_classes, dtype=tf.float32)
+        return pixels, label if num_classes is None else tf.one_hot(label, num_classes, dtype=tf.float32)
 
     return load

@@ -41,11 +41,13 @@ median over rounds of the per-round median, so a change of load on a shared mach
 
 Extra rows: the test photos and frames turned grey, and grey downscaled 2x and 3x (area averaging, as a
 lower-resolution sensor sees) then scaled back up to the original size (bilinear), for HOG+SVM and the
-runtime's default artifact on this CPU. --window-run adds the sliding-window route (a window classifier's
+runtime's default artifact on this CPU. Each --window-run adds the sliding-window route (a window classifier's
 default artifact slid over an image pyramid, as `edgecnn detect` runs it), as taken only.
 
     edgecnn study detect --run runs/det --out runs/det/study
     edgecnn study detect --run runs/det --window-run runs/ped --out runs/det/study   # + the sliding window
+    edgecnn study detect --run runs/det --window-run runs/ped_hn/first_pass --window-run runs/ped_hn \
+        --out runs/det/study   # the sliding window without and with hard negatives
     edgecnn study detect --run runs/det --limit 10 --rounds 1 --out /tmp/det_study   # a quick look
 """
 
@@ -260,7 +262,7 @@ def window_method(window_run: Path, threshold: float = 0.05) -> Method:
 
     timed = {n: as_boxes(d) for n, d in detectors.items()}
     kind = loaded[1].kind
-    return Method(f"sliding window {window_run.name} {kind}", timed[max(THREADS)], floor=threshold,
+    return Method(f"sliding window {window_run.as_posix()} {kind}", timed[max(THREADS)], floor=threshold,
                   size_mb=loaded[1].model_path.stat().st_size / 1e6, timed=timed)
 
 
@@ -413,9 +415,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="detect run directory (edgecnn train --task detect --out)")
     parser.add_argument("--export", type=Path, help="its export folder (edgecnn export RUN --int8) [RUN/export]")
     parser.add_argument("--label", help="the class measured [person, or the run's only class]")
-    parser.add_argument("--window-run", type=Path,
+    parser.add_argument("--window-run", type=Path, action="append", default=[],
                         help="also a window classifier run with an export (edgecnn train --recipe pedestrian; "
-                             "edgecnn export RUN): the sliding-window row")
+                             "edgecnn export RUN): a sliding-window row; repeat for several")
     parser.add_argument("--max-fp", type=float, default=MAX_FP_PER_FRAME,
                         help="false positives per person-free validation frame the threshold allows "
                              f"[{MAX_FP_PER_FRAME}]")
@@ -438,8 +440,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--hog-hit-thresholds {','.join(args.hog_hit_thresholds)}: give numbers, e.g. -1,0")
     methods = [*(hog_method(hit, degraded=index == 0) for index, hit in enumerate(hits)),
                *export_methods(export_dir, positive)]
-    if args.window_run is not None:
-        methods.append(window_method(args.window_run))
+    methods += [window_method(window_run) for window_run in args.window_run]
     for name, split in splits.items():
         print(f"{name}: {len(split.photos)} photos ({split.people} {positive} boxes), {len(split.frames)} person-free "
               "frames", flush=True)
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         for name, s in splits.items()},
              "threshold_rule": f"on val, the higher of the lowest score with <= {args.max_fp} FP per person-free frame "
                                "and the best-F1 score on the photos; applied unchanged on test",
-             "hog_hit_thresholds": hits, "window_run": None if args.window_run is None else str(args.window_run),
+             "hog_hit_thresholds": hits, "window_runs": [str(window_run) for window_run in args.window_run],
              "timed_frames": args.frames, "rounds": args.rounds,
              "limit": args.limit, "targets": verdicts, "machine": machine_info(),
              "opencv": package_version("opencv-python-headless", "opencv-python")}

@@ -207,23 +207,14 @@ def identity_dataset(items: list[tuple[str, int]], spec: PreprocessSpec, config:
     augmented with the run's keys (``augment.pixel_augmenter``, random grey, blur and downscale included)."""
     from edge_cnn.data import AugmentConfig
     from edge_cnn.data.augment import pixel_augmenter
+    from edge_cnn.data.pipeline import image_loader
 
     if not items:
         raise EdgeCNNError("the training split holds no image")
     paths = [str(path) for path, _ in items]
     labels = [int(label) for _, label in items]
-    shape = (spec.height, spec.width, spec.channels)
-
-    def decode(path: bytes):
-        return spec.load_image(path.decode("utf-8"))
-
-    def load(path, label):
-        pixels = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
-        pixels.set_shape(shape)
-        return pixels, label
-
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    dataset = dataset.map(image_loader(spec, None), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
     dataset = dataset.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
     augment = AugmentConfig.from_dict({**config.augment_values(), "mixup": 0.0, "cutmix": 0.0})
     if augment.changes_pixels:
