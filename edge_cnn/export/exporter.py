@@ -28,7 +28,6 @@ from edge_cnn.formats import get_format
 from edge_cnn.tasks import get_task
 from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
-from edge_cnn.zoo.profile import profile
 
 RANDOM_PARITY_IMAGES = 8
 
@@ -115,7 +114,6 @@ def export(
         created_by=f"edgecnn {__version__} export",
         task=src.task,
         decoding=get_task(src.task).decoding((src.spec.height, src.spec.width), model.outputs[0].shape),
-        macs=int(profile(model)["macs"]),
     )
     manifest_path = manifest.save(src.out_dir)
     manifest = load_manifest(manifest_path)  # the contract is checked the way its readers check it

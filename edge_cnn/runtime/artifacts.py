@@ -4,10 +4,7 @@ From an export folder, without ``--precision``: the artifact and thread count th
 ``edgecnn bench EXPORT --select`` measured fastest on a CPU of this fingerprint
 (``selection.json``), else a rule that holds on both CPU kinds: int8 where the CPU has an int8
 dot product (VNNI, AVX-VNNI, AMX, Arm's SDOT), fp32 where it has none (there int8 measured
-slower than fp32), and fp32 for a model under ``SMALL_MODEL_MACS`` on any CPU: the 5.6M-MAC
-pedestrian classifier ran int8 2.1x slower than fp32 on an AVX2 CPU and 1.07x slower on a
-VNNI one (quantizing the input and dequantizing the output cost more than the int8 arithmetic
-saves), while the 300M-MAC MobileNetV2 ran int8 faster on both. The manifest is the contract: labels, preprocessing, tensor shapes,
+slower than fp32). The manifest is the contract: labels, preprocessing, tensor shapes,
 quantization and a sha256 per artifact; a model file that differs from it is refused before
 it is run, because its outputs would be silently wrong.
 """
@@ -25,9 +22,6 @@ from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 
 # The rule's order of precisions on a CPU provider: with an int8 dot product, and without one.
 PRECISIONS_BY_CPU = {True: ("int8", "fp32"), False: ("fp32", "int8")}
-# Below this many multiply-accumulates per forward pass the rule runs fp32 even with an int8 dot product.
-# Measured: 5.6M MACs int8 slower on both CPU kinds, 300M faster on both; no model in between was timed.
-SMALL_MODEL_MACS = 50_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,15 +84,9 @@ def choose(manifest: Manifest, backend: str = "auto", precision: str | None = No
             return Pick(manifest, listed, threads or measured.threads,
                         f"fastest measured on this CPU by `edgecnn bench --select` ({measured.p50_ms:.3g} ms)")
     dot_product = int8_accelerated(cpu)
-    small = manifest.macs is not None and manifest.macs < SMALL_MODEL_MACS
-    artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[dot_product and not small])
-    if small:
-        why = (f"the model is small ({manifest.macs / 1e6:.3g}M MACs), so int8's quantize and dequantize would cost "
-               "more than they save")
-    else:
-        why = "this CPU " + ("has an int8 dot product (VNNI/AMX/SDOT)" if dot_product
-                             else "has no int8 dot product, so int8 would be slower")
-    return Pick(manifest, artifact, threads, f"{why}; `edgecnn bench EXPORT --select` measures the choice")
+    artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[dot_product])
+    why = "has an int8 dot product (VNNI/AMX/SDOT)" if dot_product else "has no int8 dot product, so int8 would be slower"
+    return Pick(manifest, artifact, threads, f"this CPU {why}; `edgecnn bench EXPORT --select` measures the choice")
 
 
 def _listed(manifest: Manifest, path: Path) -> Artifact:

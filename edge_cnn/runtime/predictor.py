@@ -74,7 +74,7 @@ class Predictor:
         """``path``: an export folder (or a run folder with ``export/``), its manifest.json, or one
         ``.onnx``/``.tflite`` file of it. From a folder the default pick is what ``bench --select``
         measured fastest on this CPU, else fp32 or int8 by whether the CPU has an int8 dot product
-        and the model is not small (``runtime.artifacts``); ``precision`` and ``backend`` narrow the choice. ``reason`` says why."""
+        (``runtime.artifacts``); ``precision`` and ``backend`` narrow the choice. ``reason`` says why."""
         pick = artifact_files.resolve(path, backend, precision, provider, threads)
         model_path = pick.manifest.verified_path(pick.artifact)
         engine = open_backend(model_path, backend=pick.artifact.format, providers=(provider,), threads=pick.threads)
