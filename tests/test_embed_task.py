@@ -222,3 +222,24 @@ def test_face_verify_enroll_identify_on_the_export(embed_export, identities, tmp
                                        "--threshold", "-1", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["identity"] in {"Person_00", "Person_01"}
+
+
+def test_enrollment_study_measures_a_given_embedding_export_without_training(embed_export, identities, tmp_path):
+    """Issue 16's AT&T check runs the 30/10 protocol with a model trained elsewhere (--export): no run is
+    trained, every artifact and k is measured, and a folder without an embedding export is one error line."""
+    from edge_cnn.studies import enrollment_protocol as study
+
+    people = tmp_path / "people"
+    people.mkdir()
+    for person in identities.iterdir():
+        if person.name.startswith("Person_"):
+            (people / person.name).symlink_to(person, target_is_directory=True)
+    out = tmp_path / "out"
+    assert study.main(["--att", str(people), "--out", str(out), "--unseen", "3", "--shots", "1,2", "--formats",
+                       "tflite", "--export", str(embed_export.manifest_path.parent)]) == 0
+    report = json.loads((out / "enrollment_protocol.json").read_text())
+    assert not (out / "run").exists() and "none of these people" in report["trained_on"]
+    assert {(row["Artifact"], row["k (enrolled/person)"]) for row in report["rows"]} == {
+        (artifact, k) for artifact in ("tflite fp32", "tflite int8") for k in (1, 2)}
+    assert all(row["People"] == 3 and 0 <= row["Top-1 (%)"] <= 100 for row in report["rows"])
+    assert study.main(["--att", str(people), "--out", str(out), "--export", str(tmp_path)]) == 2

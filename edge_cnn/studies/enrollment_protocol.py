@@ -21,10 +21,14 @@ enrolled), their medians, and the equal-error point (the threshold where as many
 as strangers accepted); percentiles of all three distributions (impostor: every other person) are in the
 JSON's ``scores``. A finished ``OUT/run`` trained on the same people is reused (delete it to retrain), and
 so is its export when it holds centred embeddings.
-Issue 7's target: enrollment of unseen people >= 90%. This study measures; it asserts nothing.
+With ``--export DIR`` step (2) is skipped: the embedding export given (a model trained elsewhere, e.g. on
+LFW with ``--task embed``, that never saw these people) is measured on the same unseen people and probes.
+Issue 7's target: enrollment of unseen people >= 90%; issue 16's: the LFW-trained model >= 97% at k = 1.
+This study measures; it asserts nothing.
 
     edgecnn study enrollment --att ../shared/data/att_faces --out runs/enrollment
     edgecnn study enrollment --att ../shared/data/att_faces --epochs 2 --formats tflite --out /tmp/enr
+    edgecnn study enrollment --att ../shared/data/att_faces --export runs/lfw/export --out runs/lfw/att_enrollment
 """
 
 from __future__ import annotations
@@ -165,6 +169,20 @@ def train_and_export(att_people: dict[str, list[Path]], training: list[str], out
                         "classifier_test_images": metrics["test"]["images"]}
 
 
+def given_export(export_dir: Path) -> tuple[Path, dict]:
+    """An embedding export trained elsewhere (``--export``), checked before any enrollment."""
+    from edge_cnn.manifest import MANIFEST_NAME, load_manifest
+
+    if not (export_dir / MANIFEST_NAME).is_file():
+        raise EdgeCNNError(f"--export {export_dir} holds no {MANIFEST_NAME}: pass the export folder of an embedding "
+                           "model (edgecnn export RUN --int8 on a --task embed run)")
+    manifest = load_manifest(export_dir)
+    if not any(output.meaning == "embedding" for artifact in manifest.artifacts for output in artifact.outputs):
+        raise EdgeCNNError(f"--export {export_dir} has no embedding output: export a --task embed run, or a "
+                           "classifier with --embedding")
+    return export_dir, {"trained_on": f"none of these people (--export {export_dir})", "task": manifest.task}
+
+
 def _has_embedding_export(export_dir: Path, formats: Sequence[str]) -> bool:
     from edge_cnn.manifest import load_manifest
 
@@ -250,14 +268,17 @@ def default_threshold() -> float:
 
 def run_protocol(att: Path, out: Path, unseen: int = 10, shots: Sequence[int] = (1, 2, 3), seed: int = 0,
                  recipe: str | Path = RECIPE, epochs: int | None = None, formats: Sequence[str] = embedded_formats(),
-                 threads: int = 1, threshold: float | None = None) -> tuple[list[dict], dict]:
-    """(rows, facts): split the people, train and export on the training ones, enroll and identify the others."""
+                 threads: int = 1, threshold: float | None = None, export: Path | None = None
+                 ) -> tuple[list[dict], dict]:
+    """(rows, facts): split the people, train and export on the training ones (or take ``export``), enroll
+    and identify the others."""
     shots = sorted(set(shots))
     people = identity_folders(att.absolute())
     training, unseen_people = split_identities(sorted(people), unseen, seed)
     plan, skipped = plan_enrollment(people, unseen_people, shots, seed)
     print(f"{len(training)} training people, {len(unseen_people)} unseen: {', '.join(unseen_people)}", flush=True)
-    export_dir, run_facts = train_and_export(people, training, out, recipe, epochs, formats)
+    export_dir, run_facts = (given_export(export) if export is not None
+                             else train_and_export(people, training, out, recipe, epochs, formats))
     threshold = default_threshold() if threshold is None else threshold
     probes = [(path, person) for person, items in plan.items() for path in items["probes"]]
     rows, scores = [], []
@@ -299,11 +320,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--recipe", default=RECIPE, help=f"training recipe: a packaged name or a YAML file [{RECIPE}]")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (a quick run)")
     parser.add_argument("--threshold", type=float, help="unknown threshold (default: the face gallery's default)")
+    parser.add_argument("--export", type=Path, help="measure this embedding export instead of training on the "
+                                                    "other people (e.g. a model trained on LFW)")
     add_runtime_options(parser)
     args = parser.parse_args(argv)
     rows, facts = run_protocol(args.att, args.out, args.unseen, args.shots, args.seed, args.recipe, args.epochs,
-                               args.formats, args.threads, args.threshold)
+                               args.formats, args.threads, args.threshold, args.export)
     split = facts["split"]
-    title = f"Enrollment of {len(split['unseen'])} unseen people ({len(split['training'])} trained on)"
+    trained = "none of them trained on" if args.export else f"{len(split['training'])} trained on"
+    title = f"Enrollment of {len(split['unseen'])} unseen people ({trained})"
     write_report(rows, facts, COLUMNS, title, args.out, "enrollment_protocol")
     return 0
