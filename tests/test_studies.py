@@ -141,3 +141,28 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
     assert operators["Conv"]["fp32 ms"] > 0 and operators["Conv"]["int8 ms"] > 0  # QLinearConv counted as Conv
     assert [operator_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QuantizeLinear", "ReorderInput", "Add")] == [
         "Conv", "MaxPool", "(quantize/dequantize)", "(layout reorder)", "Add"]
+
+
+def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, tmp_path, capsys):
+    """--prune-channels: the run's thinner export is timed in the same rounds, the summary holds the speed-up
+    over the run's TFLite fp32 and the accuracy lost, both computed from the rows; without --run it is refused."""
+    import json
+
+    from edge_cnn.studies.deploy_choice import main
+
+    assert main(["--work", str(tmp_path), "--models", "", "--run", str(tiny_run_dir), "--prune-channels", "0.5",
+                 "--prune-epochs", "1", "--runs", "5", "--rounds", "1"]) == 0
+    rows = {row["Artifact"]: row for row in json.loads((tmp_path / "deploy_artifacts.json").read_text())["rows"]}
+    assert {"edgecnn pruned tflite fp32", "edgecnn pruned onnx int8", "edgecnn tflite fp32"} <= set(rows)
+    assert all(rows[name]["Test accuracy (%)"] is not None for name in rows if name.startswith("edgecnn"))
+    (summary,) = json.loads((tmp_path / "deploy_summary.json").read_text())["rows"]
+    pruned = summary["Pruned default"]
+    assert rows[pruned]["Default"] and summary["TFLite fp32 / pruned default"] == pytest.approx(
+        rows["edgecnn tflite fp32"]["p50 (ms)"] / rows[pruned]["p50 (ms)"])
+    assert summary["Pruned accuracy drop (pp)"] == pytest.approx(
+        rows["edgecnn tflite fp32"]["Test accuracy (%)"] - rows[pruned]["Test accuracy (%)"])
+    manifest = json.loads((tmp_path / tiny_run_dir.name / "export_pruned" / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["optimization"]["method"] == "prune_channels"
+    with pytest.raises(SystemExit) as exited:
+        main(["--work", str(tmp_path), "--prune-channels", "0.5"])
+    assert exited.value.code == 2 and "--run" in capsys.readouterr().err

@@ -11,9 +11,15 @@ targets are about: the default's p50 / the fastest's (target <= 1.05), "ours / h
 best / the best hand-made file's (target <= 1.0), and ONNX int8 / fp32 per operator type from onnxruntime's profiler
 (which layers make int8 pay or cost on this CPU). Zoo models have random weights (timing only), and
 are calibrated on noise images; ``--run`` adds a trained run directory (e.g. the pedestrian recipe's).
+With ``--prune-channels F`` the run is also exported thinner (``edgecnn export --prune-channels F``: the
+fraction F of each prunable convolution's channels removed, then fine-tuned for ``--prune-epochs``) and
+its artifacts ("edgecnn pruned ...") are timed in the same rounds; the summary adds issue 17's ratio,
+the run's TFLite fp32 p50 / the pruned export's default p50 (target >= 1.5), and the test accuracy lost
+(export's parity accuracy on the run's test split; target <= 0.5 pp).
 
     nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
+    nice edgecnn study deploy --work /tmp/deploy --run runs/ped --prune-channels 0.5 --prune-epochs 10 --models ""
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
+from edge_cnn.export.config import DEFAULT_FINE_TUNE_EPOCHS
 from edge_cnn.studies.shared import comma_list, interleaved_medians, one_line_errors, study_parser, write_report
 
 DEFAULT_MODELS = "mobilenet_v2:224,resnet18:224"
-COLUMNS = ["Model", "Artifact", "Size (MB)", "p50 (ms)", "x fastest", "Default"]
-SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made"]
+COLUMNS = ["Model", "Artifact", "Size (MB)", "Test accuracy (%)", "p50 (ms)", "x fastest", "Default"]
+SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made", "Pruned default",
+                   "TFLite fp32 / pruned default", "Pruned accuracy drop (pp)"]
+PRUNED = "edgecnn pruned"
 
 
 def model_spec(text: str) -> tuple[str, int]:
@@ -76,18 +85,20 @@ def hand_made_files(model, folder: Path) -> dict[str, tuple[Path, str]]:
     spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")]
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(onnx_path))
     tflite_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    return {"hand-made tf2onnx fp32": (onnx_path, "onnx"), "hand-made TFLiteConverter fp32": (tflite_path, "tflite")}
+    return {"hand-made tf2onnx fp32": (onnx_path, "onnx", None),
+            "hand-made TFLiteConverter fp32": (tflite_path, "tflite", None)}
 
 
-def edgecnn_files(export_dir: Path) -> dict[str, tuple[Path, str]]:
+def edgecnn_files(export_dir: Path, prefix: str = "edgecnn") -> dict[str, tuple[Path, str, float | None]]:
+    """'PREFIX tflite int8' -> (file, format, test accuracy from export's parity) for each usable artifact."""
     from edge_cnn.manifest import load_manifest
 
     manifest = load_manifest(export_dir)
-    return {f"edgecnn {a.format} {a.precision}": (manifest.verified_path(a), a.format) for a in manifest.artifacts
-            if a.format in ("tflite", "onnx") and a.parity.get("status") != "FAILED"}
+    return {f"{prefix} {a.format} {a.precision}": (manifest.verified_path(a), a.format, a.parity.get("accuracy"))
+            for a in manifest.artifacts if a.format in ("tflite", "onnx") and a.parity.get("status") != "FAILED"}
 
 
-def latencies(files: dict[str, tuple[Path, str]], size: tuple[int, ...], threads: int, runs: int,
+def latencies(files: dict[str, tuple[Path, str, float | None]], size: tuple[int, ...], threads: int, runs: int,
               rounds: int) -> dict[str, float]:
     """{name: median over ``rounds`` of the p50 ms of ``runs`` batch-1 calls}, every file in turn per round."""
     from edge_cnn.backends import open_backend
@@ -95,7 +106,7 @@ def latencies(files: dict[str, tuple[Path, str]], size: tuple[int, ...], threads
 
     x = np.random.default_rng(1).random((8, *size), dtype=np.float32)
     timers = {}
-    for name, (path, format) in files.items():
+    for name, (path, format, _) in files.items():
         backend = open_backend(path, backend=format, threads=threads)
         info = backend.inputs[0]
         samples = [_as_input(x[i:i + 1], info) for i in range(len(x))]
@@ -124,7 +135,7 @@ def operator_family(op: str) -> str:
     return op
 
 
-def operator_rows(label: str, files: dict[str, tuple[Path, str]], threads: int, runs: int, work: Path) -> list[dict]:
+def operator_rows(label: str, files: dict[str, tuple[Path, str, float | None]], threads: int, runs: int, work: Path) -> list[dict]:
     """onnxruntime's profile of edgecnn's ONNX fp32 and int8: ms per operator family and the int8/fp32 ratio."""
     from edge_cnn.bench import run as bench
     from edge_cnn.bench.config import BenchConfig
@@ -147,8 +158,9 @@ def operator_rows(label: str, files: dict[str, tuple[Path, str]], threads: int, 
 
 
 def measure_model(label: str, source: Path, export_options: dict, work: Path, threads: int, runs: int,
-                  rounds: int) -> tuple[list[dict], dict, list[dict]]:
-    """Export, convert by hand, time everything interleaved, and ask the runtime for its default."""
+                  rounds: int, prune: dict | None = None) -> tuple[list[dict], dict, list[dict]]:
+    """Export (and with ``prune``, export thinner too), convert by hand, time everything interleaved, and ask
+    the runtime for its default."""
     from edge_cnn.export import export
     from edge_cnn.export.config import ExportConfig
     from edge_cnn.keras_file import load_keras_model
@@ -157,25 +169,41 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
 
     folder = work / label
     folder.mkdir(parents=True, exist_ok=True)
-    export_dir = folder / "export"
-    if not (export_dir / "manifest.json").is_file():
-        export(source, ExportConfig(int8=True, out=str(export_dir), **export_options))
+    exports = {"edgecnn": folder / "export", **({PRUNED: folder / "export_pruned"} if prune else {})}
+    for prefix, export_dir in exports.items():
+        if not (export_dir / "manifest.json").is_file():
+            export(source, ExportConfig(int8=True, out=str(export_dir), **export_options,
+                                        **(prune if prefix == PRUNED else {})))
     keras_file = source if source.suffix == ".keras" else RunDir(source).model_path
     model = load_keras_model(keras_file)
-    files = {**edgecnn_files(export_dir), **hand_made_files(model, folder)}
+    files = {name: entry for prefix, export_dir in exports.items() for name, entry in edgecnn_files(export_dir, prefix).items()}
+    files.update(hand_made_files(model, folder))
     measured = latencies(files, tuple(model.input_shape[1:]), threads, runs, rounds)
-    pick = resolve(export_dir)
-    default = f"edgecnn {pick.artifact.format} {pick.artifact.precision}"
-    fastest = min(measured, key=measured.get)
-    rows = [{"Model": label, "Artifact": name, "Size (MB)": files[name][0].stat().st_size / 1e6, "p50 (ms)": ms,
-             "x fastest": ms / measured[fastest], "Default": "<- default" if name == default else ""}
+    defaults = {}
+    for prefix, export_dir in exports.items():
+        pick = resolve(export_dir)
+        defaults[prefix] = f"{prefix} {pick.artifact.format} {pick.artifact.precision}"
+        print(f"{label}: the runtime's default{' for the pruned export' if prefix == PRUNED else ''} is "
+              f"{defaults[prefix]}: {pick.reason}", flush=True)
+    default = defaults["edgecnn"]
+    fastest = min((name for name in measured if not name.startswith(PRUNED)), key=measured.get)
+    rows = [{"Model": label, "Artifact": name, "Size (MB)": files[name][0].stat().st_size / 1e6,
+             "Test accuracy (%)": files[name][2], "p50 (ms)": ms, "x fastest": ms / measured[fastest],
+             "Default": "<- default" if name in defaults.values() else ""}
             for name, ms in sorted(measured.items(), key=lambda item: item[1])]
-    ours = min(ms for name, ms in measured.items() if name.startswith("edgecnn"))
+    ours = min(ms for name, ms in measured.items() if name.startswith("edgecnn "))
     theirs = min(ms for name, ms in measured.items() if name.startswith("hand-made"))
-    print(f"{label}: the runtime's default is {default}: {pick.reason}", flush=True)
     summary = {"Model": label, "Default": default, "Fastest": fastest,
                "Default / fastest": measured[default] / measured[fastest], "Ours / hand-made": ours / theirs}
+    if prune:
+        pruned, today = defaults[PRUNED], "edgecnn tflite fp32"
+        summary.update({"Pruned default": pruned, "TFLite fp32 / pruned default": measured[today] / measured[pruned],
+                        "Pruned accuracy drop (pp)": _drop(files[today][2], files[pruned][2])})
     return rows, summary, operator_rows(label, files, threads, runs, folder)
+
+
+def _drop(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else before - after
 
 
 @one_line_errors
@@ -189,7 +217,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every runtime [1]")
     parser.add_argument("--runs", type=int, default=50, help="calls per timing [50]")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds [5]")
+    parser.add_argument("--prune-channels", type=float,
+                        help="with --run: also export it with this fraction of channels pruned, timed alongside")
+    parser.add_argument("--prune-epochs", type=int, default=DEFAULT_FINE_TUNE_EPOCHS,
+                        help=f"fine-tuning epochs of --prune-channels [{DEFAULT_FINE_TUNE_EPOCHS}]")
     args = parser.parse_args(argv)
+    if args.prune_channels is not None and args.run is None:
+        parser.error("--prune-channels prunes and fine-tunes a trained model: give --run RUN")
     sources = []
     if args.run is not None:
         if not (args.run / "model.keras").is_file():
@@ -202,8 +236,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     rows, summaries, operators = [], [], []
     for label, source, options in sources:
         print(f"{label}: export, hand-made conversion, timing", flush=True)
+        prune = ({"prune_channels": args.prune_channels, "prune_epochs": args.prune_epochs}
+                 if args.prune_channels is not None and source == args.run else None)
         model_rows, summary, model_operators = measure_model(label, source, options, args.work, args.threads,
-                                                             args.runs, args.rounds)
+                                                             args.runs, args.rounds, prune)
         rows += model_rows
         summaries.append(summary)
         operators += model_operators
