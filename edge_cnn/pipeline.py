@@ -154,14 +154,16 @@ def pipeline(target, data, out, int8, epochs, fine_tune_epochs, runs):
 
 def next_commands(result: PipelineResult) -> list[str]:
     """What to run next on this run's own files: one of its test images (the embedded images too
-    live on disk: the split lists name them) through the runtime, Grad-CAM and bench's selection."""
+    live on disk: the split lists name them) through the task's runtime verb (the task table's
+    ``try_command``), Grad-CAM for a classifier, and bench's selection."""
     from edge_cnn.run_dir import RunDir
+    from edge_cnn.tasks import DEFAULT_TASK, get_task
 
     run = RunDir(result.run_dir)
     images = [path for split in ("test", "val", "train") for path, _ in run.read_split(split)]
     image = shlex.quote(images[0]) if images else "IMAGE.png"
-    return [
-        f"edgecnn predict {shlex.quote(str(result.export_dir))} {image}",
-        f"edgecnn explain {shlex.quote(str(result.run_dir))} {image}",
-        f"edgecnn bench {shlex.quote(str(result.export_dir))} --select",
-    ]
+    task = run.task()
+    commands = [get_task(task).try_command.format(export=shlex.quote(str(result.export_dir))).replace("IMAGE", image)]
+    if task == DEFAULT_TASK:
+        commands.append(f"edgecnn explain {shlex.quote(str(result.run_dir))} {image}")
+    return [*commands, f"edgecnn bench {shlex.quote(str(result.export_dir))} --select"]

@@ -243,3 +243,16 @@ def test_enrollment_study_measures_a_given_embedding_export_without_training(emb
         (artifact, k) for artifact in ("tflite fp32", "tflite int8") for k in (1, 2)}
     assert all(row["People"] == 3 and 0 <= row["Top-1 (%)"] <= 100 for row in report["rows"])
     assert study.main(["--att", str(people), "--out", str(out), "--export", str(tmp_path)]) == 2
+
+
+def test_pipeline_suggests_the_tasks_own_verb_and_explain_refuses_an_embed_run(embed_run, identities, tmp_path):
+    """The pipeline's closing "next:" lines come from the task table (an embed run: `face verify`, no
+    Grad-CAM), and explain names the task instead of miscounting classes."""
+    from edge_cnn.pipeline import PipelineResult, next_commands
+
+    commands = next_commands(PipelineResult(embed_run, embed_run / "export", [], {}))
+    assert commands[0].startswith(f"edgecnn face verify {embed_run / 'export'} ")
+    assert not any(command.startswith(("edgecnn predict", "edgecnn explain")) for command in commands)
+    image = next(identities.rglob("*.jpg"))
+    result = CliRunner().invoke(main, ["explain", str(embed_run), str(image), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "'embed' run" in result.output and "Traceback" not in result.output

@@ -17,6 +17,7 @@ from edge_cnn.keras import keras, tf
 from edge_cnn.keras_file import load_keras_model
 from edge_cnn.preprocess import PreprocessSpec
 from edge_cnn.run_dir import RunDir
+from edge_cnn.tasks import DEFAULT_TASK
 
 NO_GRADIENT_SUFFIXES = (".tflite", ".onnx")
 NEED_KERAS = "explanations need gradients: pass the run directory with model.keras"
@@ -42,6 +43,9 @@ def open_run(path: str | os.PathLike) -> ExplainRun:
     if path.is_dir() and (path / "manifest.json").is_file() and not (path / "model.keras").is_file():
         raise ModelFileError(f"{path} is an export folder (TFLite/ONNX): {NEED_KERAS}")
     run = RunDir(path).require("model", "labels", "preprocess")
+    if run.task() != DEFAULT_TASK:
+        raise EdgeCNNError(f"{run.path} is a {run.task()!r} run: explain draws class activation maps of a "
+                           f"classifier (--task {DEFAULT_TASK}); pass a classification run")
     model = load_model(run.model_path)
     labels = run.labels()
     classes = int(model.outputs[0].shape[-1])
