@@ -134,6 +134,61 @@ def test_onnx_int8_is_qdq_and_agrees(full_export):
     assert artifact.parity["accuracy_drop_pp"] <= 12.5
 
 
+def test_onnx_per_tensor_fallback_note_stays_off_a_quiet_export(caplog):
+    """onnxruntime's warning for a rank-1 weight it then quantizes per tensor is dropped; others pass."""
+    import logging
+
+    from edge_cnn.export.onnx_quant import per_tensor_fallback_quiet
+
+    with caplog.at_level(logging.WARNING), per_tensor_fallback_quiet():
+        logging.warning("Axis 1 is out-of-range for weight 'gdconv_bn/mul' with rank 1")
+        logging.warning("Calibration data is empty")
+    assert [record.getMessage() for record in caplog.records] == ["Calibration data is empty"]
+    logging.warning("Axis 1 is out-of-range for weight 'w' with rank 1")  # outside the block: not dropped
+    assert len(caplog.records) == 2
+
+
+def test_onnx_float_ops_leave_those_nodes_float_in_a_mixed_int8_graph(tiny_run_dir, tmp_path):
+    """--onnx-float-ops Conv: every Conv of the ONNX int8 model reads float weights (no DequantizeLinear
+    feeds them) while the graph is still int8 elsewhere, passes parity, and the manifest says so."""
+    import onnx
+
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, int8=True, format="onnx", onnx_float_ops="Conv", out=str(tmp_path / "mixed"))
+    artifact, path = by_kind(result, "onnx", "int8")
+    graph = onnx.load(str(path)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    initializers = {tensor.name for tensor in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert len(convs) == 2 and all(node.input[1] in initializers - dequantized for node in convs)
+    assert "QuantizeLinear" in {node.op_type for node in graph.node}  # the rest is still int8
+    assert artifact.status == "OK" and artifact.optimization == {"float_ops": ["Conv"]}
+
+
+def test_float_nodes_finds_depthwise_convolutions_and_refuses_absent_ops():
+    import onnx
+    from onnx import helper
+
+    from edge_cnn.export.onnx_quant import float_nodes
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="pointwise"),
+             helper.make_node("Conv", ["a", "w2"], ["b"], name="depthwise", group=8),
+             helper.make_node("MaxPool", ["b"], ["y"], name="pool", kernel_shape=[2, 2])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                                                [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]))
+    assert float_nodes(model, ("DepthwiseConv",)) == ["depthwise"]
+    assert float_nodes(model, ("Conv", "MaxPool")) == ["pointwise", "pool"]
+    with pytest.raises(EdgeCNNError, match=r"Gemm: no such node .*\(it has Conv, DepthwiseConv, MaxPool\)"):
+        float_nodes(model, ("Gemm",))
+
+
+def test_onnx_float_ops_need_post_training_onnx_int8(tiny_run_dir, tmp_path):
+    for case, args in enumerate((["--onnx-float-ops", "Conv"], ["--int8", "--qat", "--onnx-float-ops", "Conv"],
+                                 ["--int8", "--format", "tflite", "--onnx-float-ops", "Conv"])):
+        outcome = CliRunner().invoke(main, ["export", str(copy_run(tiny_run_dir, tmp_path / str(case))), *args])
+        assert outcome.exit_code == 2 and "--onnx-float-ops shapes the post-training ONNX int8" in outcome.output, args
+
+
 # --- optimization ----------------------------------------------------------------------
 
 

@@ -127,16 +127,23 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
     from edge_cnn.runtime.artifacts import resolve
     from edge_cnn.studies.deploy_choice import main, operator_family
 
-    assert main(["--work", str(tmp_path), "--models", "small_convnet:32", "--runs", "5", "--rounds", "1"]) == 0
+    assert main(["--work", str(tmp_path), "--models", "small_convnet:32", "--runs", "5", "--rounds", "1",
+                 "--mixed", "MaxPool"]) == 0
     rows = json.loads((tmp_path / "deploy_artifacts.json").read_text())["rows"]
     assert {row["Artifact"] for row in rows} == {
         "edgecnn tflite fp32", "edgecnn tflite int8", "edgecnn onnx fp32", "edgecnn onnx int8",
-        "hand-made tf2onnx fp32", "hand-made TFLiteConverter fp32"}
+        "edgecnn onnx int8, MaxPool float", "hand-made tf2onnx fp32", "hand-made TFLiteConverter fp32"}
+    mixed = json.loads((tmp_path / "small_convnet-32" / "export_float_MaxPool" / "manifest.json").read_text())
+    assert [artifact["optimization"] for artifact in mixed["artifacts"] if artifact["precision"] == "int8"] == [
+        {"float_ops": ["MaxPool"]}]
     assert min(row["x fastest"] for row in rows) == 1.0 and all(row["p50 (ms)"] > 0 for row in rows)
     pick = resolve(tmp_path / "small_convnet-32" / "export")
     assert [row["Artifact"] for row in rows if row["Default"]] == [f"edgecnn {pick.artifact.format} {pick.artifact.precision}"]
     summary = json.loads((tmp_path / "deploy_summary.json").read_text())
     assert summary["cpu"] and summary["rows"][0]["Default / fastest"] >= 1.0
+    p50 = {row["Artifact"]: row["p50 (ms)"] for row in rows}
+    assert summary["rows"][0]["Best mixed / best fp32"] == pytest.approx(
+        p50["edgecnn onnx int8, MaxPool float"] / min(p50["edgecnn tflite fp32"], p50["edgecnn onnx fp32"]))
     operators = {row["Operator"]: row for row in json.loads((tmp_path / "deploy_operators.json").read_text())["rows"]}
     assert operators["Conv"]["fp32 ms"] > 0 and operators["Conv"]["int8 ms"] > 0  # QLinearConv counted as Conv
     assert [operator_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QuantizeLinear", "ReorderInput", "Add")] == [

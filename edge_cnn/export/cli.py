@@ -11,7 +11,7 @@ import sys
 import click
 
 from edge_cnn.export.config import ExportConfig
-from edge_cnn.export.onnx_quant import CALIB_METHODS, ONNX_FORMATS, QUANT_TYPES
+from edge_cnn.export.onnx_quant import CALIB_METHODS, DEPTHWISE, ONNX_FORMATS, QUANT_TYPES
 from edge_cnn.formats import format_names
 from edge_cnn.options import recipe_option
 from edge_cnn.tasks import get_task
@@ -66,6 +66,13 @@ DEFAULTS = ExportConfig()  # every default is defined there once
     show_default=True,
     help="7-bit ONNX weights (avoids u8s8 saturation on AVX2 CPUs without VNNI).",
 )
+@click.option(
+    "--onnx-float-ops",
+    default=DEFAULTS.onnx_float_ops,
+    metavar="OPS",
+    help=f"Comma list of ONNX op types (or {DEPTHWISE}: Conv with group > 1) the ONNX int8 model keeps in float: "
+    "a mixed-precision graph, int8 where it pays on the device (`edgecnn study deploy --mixed` measures it).",
+)
 @click.option("--opset", default=DEFAULTS.opset, show_default=True, help="ONNX opset.")
 @click.option(
     "--keep-names",
@@ -112,6 +119,7 @@ def export(source: str, wide: bool, **options) -> None:
       edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
+      edgecnn export runs/mnv2 --int8 --onnx-float-ops DepthwiseConv   # ONNX int8 with float depthwise convs
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
       edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic-range
       edgecnn export runs/ped --int8 --keep-names --out runs/ped/export_debug   # converters' long names

@@ -36,6 +36,7 @@ class ExportConfig:
     onnx_activations: str = "u8"
     onnx_per_channel: bool = True
     onnx_reduce_range: bool = True
+    onnx_float_ops: Sequence[str] | str = ""  # comma list: op types the ONNX int8 graph keeps in float
     opset: int = 17
     keep_names: bool = False
     qat: bool = False
@@ -52,8 +53,7 @@ class ExportConfig:
     @property
     def formats(self) -> list[str]:
         """The requested format names (unknown ones are refused by ``validate``)."""
-        text = self.format.split(",") if isinstance(self.format, str) else self.format
-        return [name.strip() for name in text if name.strip()]
+        return _names(self.format)
 
     @property
     def optimizing(self) -> bool:
@@ -66,6 +66,7 @@ class ExportConfig:
             per_channel=self.onnx_per_channel,
             reduce_range=self.onnx_reduce_range,
             activation_type=self.onnx_activations,
+            float_ops=tuple(_names(self.onnx_float_ops)),
         ).check()
 
     def validate(self) -> "ExportConfig":
@@ -76,10 +77,19 @@ class ExportConfig:
             raise EdgeCNNError(
                 f"format {', '.join(unknown) or '(none)'} is unknown: use a comma list of {', '.join(format_names())}"
             )
+        if _names(self.onnx_float_ops) and (self.qat or not self.int8 or "onnx" not in formats):
+            raise EdgeCNNError("--onnx-float-ops shapes the post-training ONNX int8 model: use it with --int8 and the "
+                               "onnx format, without --qat")
         self.onnx_options()
         _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.cluster,
                        self.fp16, self.dynamic_range)
         return self
+
+
+def _names(value: Sequence[str] | str) -> list[str]:
+    """A comma list or a sequence of names -> the names, blanks dropped."""
+    text = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in text if name.strip()]
 
 
 def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, fp16, dynamic_range) -> None:

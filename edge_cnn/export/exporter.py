@@ -297,11 +297,18 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
             for position, info in enumerate(loaded.outputs)
         ],
         status=checked["status"],
-        optimization=dict(facts),
+        optimization=dict(facts) | _mixed_precision(job, context.onnx_options),
         parity=checked,
     )
     row = artifact_row(job, checked, size, gzipped, final.name)
     return artifact, row
+
+
+def _mixed_precision(job, onnx_options) -> dict:
+    """The ONNX int8 artifact's float op types (``--onnx-float-ops``), for the manifest; {} elsewhere."""
+    if job.format == "onnx" and job.precision == "int8" and onnx_options.float_ops:
+        return {"float_ops": list(onnx_options.float_ops)}
+    return {}
 
 
 def _first_line(exc: Exception) -> str:

@@ -9,7 +9,9 @@ s8; without reduce_range u8s8 lost 1.2 pp, the known AVX2 u8s8 saturation).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,7 @@ CALIB_METHODS = {
     "percentile": CalibrationMethod.Percentile,
 }
 QUANT_TYPES = {"s8": QuantType.QInt8, "u8": QuantType.QUInt8}
+DEPTHWISE = "DepthwiseConv"  # --onnx-float-ops name of a Conv with group > 1 (ONNX has no op type of its own for it)
 CALIB_BATCH = 16
 
 
@@ -44,8 +47,13 @@ class OnnxQuantOptions:
     reduce_range: bool = True
     activation_type: str = "u8"
     weight_type: str = "s8"
+    float_ops: tuple[str, ...] = ()  # ONNX op types (or DEPTHWISE) left in float: a mixed-precision int8 graph
 
     def check(self) -> "OnnxQuantOptions":
+        for op in self.float_ops:
+            if not op.isidentifier():
+                raise EdgeCNNError(f"--onnx-float-ops entry {op!r} is not an ONNX op type: use names like Conv, "
+                                   f"MaxPool, {DEPTHWISE}")
         for value, allowed, what in (
             (self.format, ONNX_FORMATS, "ONNX quantization format"),
             (self.calib_method, CALIB_METHODS, "calibration method"),
@@ -75,8 +83,52 @@ class ArrayReader(CalibrationDataReader):
         return {self.input_name: self.images[start : start + CALIB_BATCH].astype(np.float32)}
 
 
+class PerTensorFallbackFilter(logging.Filter):
+    """Drops onnxruntime's root-logger warning "Axis 1 is out-of-range for weight ... with rank 1".
+
+    onnxruntime logs it for a rank-1 weight (a BatchNormalization after MobileFaceNet's global depthwise
+    convolution, left as Mul/Add) that per-channel quantization cannot split, and then quantizes that
+    weight per tensor, which is the right thing for a vector: a note for onnxruntime's developers, not
+    a problem the user could act on, so it stays off a quiet export.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def per_tensor_fallback_quiet():
+    """``PerTensorFallbackFilter`` on the root logger inside the block."""
+    quiet = PerTensorFallbackFilter()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+def float_nodes(model: onnx.ModelProto, float_ops: tuple[str, ...]) -> list[str]:
+    """Names of the nodes a mixed-precision export leaves in float: those of the op types in ``float_ops``
+    (``DepthwiseConv``: a Conv with group > 1). Each op type must match a node, so that a typo or an op the
+    graph does not have is refused instead of silently quantizing everything."""
+    def kind(node: onnx.NodeProto) -> str:
+        group = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+        return DEPTHWISE if node.op_type == "Conv" and group > 1 else node.op_type
+
+    kinds = {node.name: kind(node) for node in model.graph.node}
+    missing = [op for op in float_ops if op not in kinds.values()]
+    if missing:
+        present = ", ".join(sorted(set(kinds.values())))
+        raise EdgeCNNError(f"--onnx-float-ops {', '.join(missing)}: no such node in this model's ONNX graph "
+                           f"(it has {present})")
+    return [name for name, op in kinds.items() if op in float_ops]
+
+
 def quantize_onnx(fp32: onnx.ModelProto, dest: Path, calibration: np.ndarray, options: OnnxQuantOptions) -> None:
-    """Write the int8 model to ``dest`` (a temporary working folder holds the intermediate files)."""
+    """Write the int8 model to ``dest`` (a temporary working folder holds the intermediate files).
+
+    With ``options.float_ops`` the nodes of those types stay float32 between a DequantizeLinear and a
+    QuantizeLinear (a mixed-precision graph): int8 where it pays on the device, float where it does not."""
     options.check()
     if calibration is None or len(calibration) == 0:
         raise ValueError("ONNX int8 needs calibration images")
@@ -85,14 +137,17 @@ def quantize_onnx(fp32: onnx.ModelProto, dest: Path, calibration: np.ndarray, op
         prepared = Path(work) / "fp32.pre.onnx"
         onnx.save(fp32, raw)
         quant_pre_process(str(raw), str(prepared))
-        quantize_static(
-            str(prepared),
-            str(dest),
-            ArrayReader(fp32.graph.input[0].name, calibration),
-            quant_format=ONNX_FORMATS[options.format],
-            per_channel=options.per_channel,
-            reduce_range=options.reduce_range,
-            activation_type=QUANT_TYPES[options.activation_type],
-            weight_type=QUANT_TYPES[options.weight_type],
-            calibrate_method=CALIB_METHODS[options.calib_method],
-        )
+        excluded = float_nodes(onnx.load(str(prepared)), options.float_ops) if options.float_ops else []
+        with per_tensor_fallback_quiet():
+            quantize_static(
+                str(prepared),
+                str(dest),
+                ArrayReader(fp32.graph.input[0].name, calibration),
+                quant_format=ONNX_FORMATS[options.format],
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
+                activation_type=QUANT_TYPES[options.activation_type],
+                weight_type=QUANT_TYPES[options.weight_type],
+                calibrate_method=CALIB_METHODS[options.calib_method],
+                nodes_to_exclude=excluded,
+            )

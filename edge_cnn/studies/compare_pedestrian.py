@@ -35,13 +35,12 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.formats import embedded_formats
-from edge_cnn.studies.detect_compare import degrade
+from edge_cnn.studies.detect_compare import AS_TAKEN, degrade
 from edge_cnn.studies.shared import (HOG_METHOD, add_runtime_options, ensure_export, first_per_class, hog_window,
                                      interleaved_medians, load_cnns, median_latency_ms, one_line_errors,
                                      study_parser, write_report)
 
 SUBSETS = {"all test windows": "", "Penn-Fudan only": "pennfudan"}
-AS_TAKEN = "as taken"
 DEGRADED = "grey, 36x18 and back"  # the Windows column of the degraded rows
 DEGRADED_WIDTH = 18  # pixels: 64 / 18 = 3.56x smaller (128 -> 36)
 COLUMNS = ["Windows as", "Subset", "Method", "Windows", "Accuracy (%)", "ROC AUC", "Latency p50 (ms/window)",

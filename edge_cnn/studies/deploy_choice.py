@@ -15,11 +15,14 @@ With ``--prune-channels F`` the run is also exported thinner (``edgecnn export -
 fraction F of each prunable convolution's channels removed, then fine-tuned for ``--prune-epochs``) and
 its artifacts ("edgecnn pruned ...") are timed in the same rounds; the summary adds issue 17's ratio,
 the run's TFLite fp32 p50 / the pruned export's default p50 (target >= 1.5), and the test accuracy lost
-(export's parity accuracy on the run's test split; target <= 0.5 pp).
+(export's parity accuracy on the run's test split; target <= 0.5 pp). Each ``--mixed OPS`` adds an ONNX int8
+export that keeps those op types in float (``edgecnn export --onnx-float-ops OPS``), timed in the same rounds;
+the summary's "best mixed / best fp32" says whether int8 where it pays and float elsewhere beats fp32 (< 1).
 
     nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --prune-channels 0.5 --prune-epochs 10 --models ""
+    nice edgecnn study deploy --work /tmp/deploy --mixed DepthwiseConv --mixed MaxPool,Add
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from edge_cnn.studies.shared import comma_list, interleaved_medians, one_line_er
 
 DEFAULT_MODELS = "mobilenet_v2:224,resnet18:224"
 COLUMNS = ["Model", "Artifact", "Size (MB)", "Test accuracy (%)", "p50 (ms)", "x fastest", "Default"]
-SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made", "Pruned default",
-                   "TFLite fp32 / pruned default", "Pruned accuracy drop (pp)"]
+SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made", "Best mixed",
+                   "Best mixed / best fp32", "Pruned default", "TFLite fp32 / pruned default", "Pruned accuracy drop (pp)"]
 PRUNED = "edgecnn pruned"
+MIXED = "edgecnn onnx int8,"  # + "OPS float": the mixed-precision exports of --mixed
 
 
 def model_spec(text: str) -> tuple[str, int]:
@@ -158,9 +162,9 @@ def operator_rows(label: str, files: dict[str, tuple[Path, str, float | None]], 
 
 
 def measure_model(label: str, source: Path, export_options: dict, work: Path, threads: int, runs: int,
-                  rounds: int, prune: dict | None = None) -> tuple[list[dict], dict, list[dict]]:
-    """Export (and with ``prune``, export thinner too), convert by hand, time everything interleaved, and ask
-    the runtime for its default."""
+                  rounds: int, prune: dict | None = None, mixed: tuple[str, ...] = ()) -> tuple[list[dict], dict, list[dict]]:
+    """Export (with ``prune``, thinner too; per ``mixed`` entry, an ONNX int8 model keeping those op types in
+    float), convert by hand, time everything interleaved, and ask the runtime for its default."""
     from edge_cnn.export import export
     from edge_cnn.export.config import ExportConfig
     from edge_cnn.keras_file import load_keras_model
@@ -174,9 +178,17 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
         if not (export_dir / "manifest.json").is_file():
             export(source, ExportConfig(int8=True, out=str(export_dir), **export_options,
                                         **(prune if prefix == PRUNED else {})))
+    files = {name: entry for prefix, export_dir in exports.items() for name, entry in edgecnn_files(export_dir, prefix).items()}
+    for ops in mixed:
+        export_dir = folder / f"export_float_{ops.replace(',', '_')}"
+        if not (export_dir / "manifest.json").is_file():
+            export(source, ExportConfig(int8=True, format="onnx", onnx_float_ops=ops, out=str(export_dir), **export_options))
+        int8 = edgecnn_files(export_dir).get("edgecnn onnx int8")
+        if int8 is None:
+            raise EdgeCNNError(f"--mixed {ops}: the ONNX int8 export failed, see {export_dir / 'report.md'}")
+        files[f"{MIXED} {ops} float"] = int8
     keras_file = source if source.suffix == ".keras" else RunDir(source).model_path
     model = load_keras_model(keras_file)
-    files = {name: entry for prefix, export_dir in exports.items() for name, entry in edgecnn_files(export_dir, prefix).items()}
     files.update(hand_made_files(model, folder))
     measured = latencies(files, tuple(model.input_shape[1:]), threads, runs, rounds)
     defaults = {}
@@ -186,7 +198,7 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
         print(f"{label}: the runtime's default{' for the pruned export' if prefix == PRUNED else ''} is "
               f"{defaults[prefix]}: {pick.reason}", flush=True)
     default = defaults["edgecnn"]
-    fastest = min((name for name in measured if not name.startswith(PRUNED)), key=measured.get)
+    fastest = min((name for name in measured if not name.startswith((PRUNED, MIXED))), key=measured.get)
     rows = [{"Model": label, "Artifact": name, "Size (MB)": files[name][0].stat().st_size / 1e6,
              "Test accuracy (%)": files[name][2], "p50 (ms)": ms, "x fastest": ms / measured[fastest],
              "Default": "<- default" if name in defaults.values() else ""}
@@ -195,6 +207,11 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
     theirs = min(ms for name, ms in measured.items() if name.startswith("hand-made"))
     summary = {"Model": label, "Default": default, "Fastest": fastest,
                "Default / fastest": measured[default] / measured[fastest], "Ours / hand-made": ours / theirs}
+    if mixed:
+        best_mixed = min((name for name in measured if name.startswith(MIXED)), key=measured.get)
+        best_fp32 = min((name for name in measured if name.startswith("edgecnn ") and name.endswith(" fp32")
+                         and not name.startswith(PRUNED)), key=measured.get)
+        summary.update({"Best mixed": best_mixed, "Best mixed / best fp32": measured[best_mixed] / measured[best_fp32]})
     if prune:
         pruned, today = defaults[PRUNED], "edgecnn tflite fp32"
         summary.update({"Pruned default": pruned, "TFLite fp32 / pruned default": measured[today] / measured[pruned],
@@ -221,6 +238,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="with --run: also export it with this fraction of channels pruned, timed alongside")
     parser.add_argument("--prune-epochs", type=int, default=DEFAULT_FINE_TUNE_EPOCHS,
                         help=f"fine-tuning epochs of --prune-channels [{DEFAULT_FINE_TUNE_EPOCHS}]")
+    parser.add_argument("--mixed", action="append", default=[], metavar="OPS",
+                        help="also an ONNX int8 export keeping these op types float (`export --onnx-float-ops`), "
+                             "timed alongside; repeat for several, e.g. --mixed DepthwiseConv --mixed Conv,MaxPool")
     args = parser.parse_args(argv)
     if args.prune_channels is not None and args.run is None:
         parser.error("--prune-channels prunes and fine-tunes a trained model: give --run RUN")
@@ -239,7 +259,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prune = ({"prune_channels": args.prune_channels, "prune_epochs": args.prune_epochs}
                  if args.prune_channels is not None and source == args.run else None)
         model_rows, summary, model_operators = measure_model(label, source, options, args.work, args.threads,
-                                                             args.runs, args.rounds, prune)
+                                                             args.runs, args.rounds, prune, tuple(args.mixed))
         rows += model_rows
         summaries.append(summary)
         operators += model_operators
