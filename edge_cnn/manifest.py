@@ -87,6 +87,7 @@ class Manifest:
     created_by: str = ""
     task: str = DEFAULT_TASK  # a name of the task table (edge_cnn.tasks): how the runtime reads the outputs
     decoding: dict[str, Any] = dataclasses.field(default_factory=dict)  # the task's (detect: stride, box scale, ...)
+    macs: int | None = None  # multiply-accumulates of one forward pass (zoo.profile): the runtime's default rule reads it
     schema: int = SCHEMA
     root: Path | None = dataclasses.field(default=None, compare=False)  # folder of the manifest file
 
@@ -143,6 +144,7 @@ class Manifest:
             "preprocess": self.preprocess.to_dict(),
             "artifacts": [dataclasses.asdict(a) for a in self.artifacts],
             **({"decoding": dict(self.decoding)} if self.decoding else {}),
+            **({"macs": self.macs} if self.macs is not None else {}),
         }
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -170,11 +172,12 @@ class Manifest:
             created_by = _string(data.get("created_by", ""), "created_by")
             task = _choice(data.get("task", DEFAULT_TASK), task_names(), "task")
             decoding = _decoding(data.get("decoding", {}))
+            macs = None if data.get("macs") is None else _integer(data["macs"], "macs", 0)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             detail = f"lacks {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ManifestError(f"{where} is invalid ({detail}): re-export the model") from None
         return cls(labels, preprocess, source_sha256, artifacts, created_by=created_by, task=task, decoding=decoding,
-                   root=root)
+                   macs=macs, root=root)
 
 
 def _decoding(value: Any) -> dict[str, Any]:

@@ -88,6 +88,9 @@ def test_manifest_validates_and_hashes_match_files(full_export):
     assert manifest.labels == ["red", "blue"]
     assert manifest.preprocess == PreprocessSpec.load(run / "preprocess.json")
     assert manifest.source_sha256 == sha256_file(run / "model.keras")
+    from edge_cnn.zoo.profile import profile
+
+    assert manifest.macs == profile(keras.models.load_model(run / "model.keras"))["macs"] > 0  # the runtime's rule reads it
     assert len(manifest.artifacts) == 7
     for artifact in manifest.artifacts:
         path = manifest.artifact_path(artifact)

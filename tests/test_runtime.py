@@ -445,7 +445,7 @@ def test_manifest_that_does_not_match_the_model(env, tmp_path):
     onnx.write_bytes(original)
     _edit_manifest(folder, lambda data: _entry(data, "model_int8.tflite").update(sha256="0" * 64))
     with pytest.raises(ManifestError, match="model_int8.tflite does not match its manifest"):
-        Predictor.load(folder)
+        Predictor.load(folder, precision="int8")  # on any CPU (without a dot product the rule picks fp32)
 
     def bigger_images(data):  # manifest says 48x48 inputs and preprocessing: the model takes 32x32
         data["preprocess"].update(height=48, width=48)
@@ -535,15 +535,37 @@ def test_predict_verb_bad_model_and_missing_images(env, tmp_path):
     assert "Examples" in CliRunner().invoke(main, ["predict", "--help"]).output
 
 
-def test_no_measurement_rule_follows_the_cpu(env, tmp_path, cpu):
-    """Without a selection measured on this CPU: int8 only where the CPU has an int8 dot product."""
+def test_no_measurement_rule_follows_the_cpu_and_the_model_size(env, tmp_path, cpu):
+    """Without a selection measured on this CPU: int8 where the CPU has an int8 dot product; without one,
+    ONNX int8 for a model of at least ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS (export records the MACs), fp32 below."""
+    from edge_cnn.runtime.artifacts import ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS as LARGE
+
+    import dataclasses
+
+    from onnxruntime.quantization import quantize_dynamic
+
     folder = _copy(env["export"], tmp_path)
+    quantize_dynamic(str(folder / "model_fp32.onnx"), str(folder / "model_int8.onnx"))
+    onnx_int8 = dataclasses.asdict(_artifact(folder, "model_int8.onnx", "int8", lambda info: "probabilities"))
+    _edit_manifest(folder, lambda data: data.update(macs=LARGE // 100, artifacts=[*data["artifacts"], onnx_int8]))
     cpu(AVX2_CPU)
     plain = Predictor.load(folder)
     assert plain.artifact.precision == "fp32" and "no int8 dot product" in plain.describe()
     assert Predictor.load(folder, precision="int8").kind == "tflite int8"  # asked for: given
+    _edit_manifest(folder, lambda data: data.update(macs=LARGE))
+    large = Predictor.load(folder)
+    assert large.kind == "onnx int8" and "the model is large (" in large.describe()
+    assert Predictor.load(folder, backend="tflite").kind == "tflite fp32"  # LiteRT's int8 does not pay there
+    _edit_manifest(folder, lambda data: data.update(macs=LARGE - 1))
+    assert Predictor.load(folder).artifact.precision == "fp32"
+    _edit_manifest(folder, lambda data: data.pop("macs"))  # an export from before MACs were recorded
+    unknown = Predictor.load(folder)
+    assert unknown.artifact.precision == "fp32" and "size not in the manifest" in unknown.describe()
     cpu(VNNI_CPU)
     assert Predictor.load(folder).artifact.precision == "int8"
+    _edit_manifest(folder, lambda data: data.update(macs="many"))
+    with pytest.raises(ManifestError, match="macs"):
+        Predictor.load(folder)
 
 
 def test_selection_measured_on_this_cpu_is_used_and_ignored_elsewhere(env, tmp_path, cpu):

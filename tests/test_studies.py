@@ -168,8 +168,12 @@ def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, t
         rows["edgecnn tflite fp32"]["p50 (ms)"] / rows[pruned]["p50 (ms)"])
     assert summary["Pruned accuracy drop (pp)"] == pytest.approx(
         rows["edgecnn tflite fp32"]["Test accuracy (%)"] - rows[pruned]["Test accuracy (%)"])
-    manifest = json.loads((tmp_path / tiny_run_dir.name / "export_pruned" / "manifest.json").read_text())
+    pruned_export = tmp_path / tiny_run_dir.name / "export_prune_channels0.5_prune_epochs1"
+    manifest = json.loads((pruned_export / "manifest.json").read_text())
     assert manifest["artifacts"][0]["optimization"]["method"] == "prune_channels"
     with pytest.raises(SystemExit) as exited:
         main(["--work", str(tmp_path), "--prune-channels", "0.5"])
     assert exited.value.code == 2 and "--run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--work", str(tmp_path), "--run", str(tiny_run_dir), "--prune-channels", "0.5", "--target-latency", "1"])
+    assert exited.value.code == 2 and "give one" in capsys.readouterr().err

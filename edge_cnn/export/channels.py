@@ -8,7 +8,8 @@ rebuilds the functional model from its own configuration (same layer names and t
 Which channels go: those whose BatchNormalization scale |gamma| is smallest (Network Slimming, Liu
 et al. 2017: BN multiplies each channel by its gamma, so a small gamma is a small contribution); a
 convolution not followed by a scaled BN ranks its filters by their L1 norm (Li et al. 2017). Each
-pruned convolution keeps ``max(1, floor((1 - fraction) * channels + 0.5))`` channels (halves round up).
+pruned convolution keeps ``max(1, floor((1 - fraction) * channels + 0.5))`` channels (halves round up);
+the fraction is one for all, or each convolution's own (``netadapt`` prunes one layer at a time).
 
 What follows a pruned convolution, down to the next convolution or Dense (which lose the matching
 input channels, the Dense after Flatten every position of them): every layer that treats channels
@@ -76,14 +77,15 @@ def prunable_convolutions(model) -> dict[str, list[str]]:
     return _chains(_graph(model))
 
 
-def prune_channels(model, fraction: float) -> tuple[Any, dict[str, Any]]:
+def prune_channels(model, fraction: float | dict[str, float]) -> tuple[Any, dict[str, Any]]:
     """``model`` rebuilt with ``fraction`` of every prunable convolution's channels removed (see the
     module docstring) -> (thinner model, facts: parameters and MACs before/after, channels kept per
-    pruned convolution). The source model is left as it was."""
-    if not 0.0 < float(fraction) < 1.0:
-        raise EdgeCNNError(f"--prune-channels {fraction} must be a fraction between 0 and 1 (e.g. 0.5)")
+    pruned convolution). ``fraction`` may instead map convolution names to their own fractions (the
+    per-layer steps of ``netadapt``); prunable convolutions absent from it keep all their channels.
+    The source model is left as it was."""
     graph = _graph(model)
-    chosen = {name: _strongest_channels(graph, name, float(fraction)) for name in _chains(graph)}
+    fractions = _fractions(fraction, _chains(graph))
+    chosen = {name: _strongest_channels(graph, name, share) for name, share in fractions.items()}
     kept: dict[str, np.ndarray | None] = {}  # layer -> original indices of the output channels it keeps (None: all)
     weights = {}
     for name, layer in graph.layers.items():
@@ -100,7 +102,7 @@ def prune_channels(model, fraction: float) -> tuple[Any, dict[str, Any]]:
     before, after = profile(model), profile(thinner)
     return thinner, {
         "method": "prune_channels",
-        "fraction": float(fraction),
+        "fraction": fractions if isinstance(fraction, dict) else float(fraction),
         "params_before": before["params"],
         "params_after": after["params"],
         "macs_before": before["macs"],
@@ -109,6 +111,22 @@ def prune_channels(model, fraction: float) -> tuple[Any, dict[str, Any]]:
             name: {"kept": int(len(indices)), "of": int(graph.layers[name].filters)} for name, indices in chosen.items()
         },
     }
+
+
+def _fractions(fraction: float | dict[str, float], prunable: dict[str, list[str]]) -> dict[str, float]:
+    """Each convolution to prune -> the fraction of its channels to remove, every one checked."""
+    if not isinstance(fraction, dict):
+        if not 0.0 < float(fraction) < 1.0:
+            raise EdgeCNNError(f"--prune-channels {fraction} must be a fraction between 0 and 1 (e.g. 0.5)")
+        return {name: float(fraction) for name in prunable}
+    unknown = sorted(set(fraction) - set(prunable))
+    if unknown:
+        raise EdgeCNNError(f"{', '.join(unknown)} cannot lose channels: the prunable convolutions are "
+                           f"{', '.join(prunable) or '(none)'}")
+    bad = {name: share for name, share in fraction.items() if not 0.0 < float(share) < 1.0}
+    if bad:
+        raise EdgeCNNError(f"channel fractions {bad} must each lie between 0 and 1 (e.g. 0.5)")
+    return {name: float(share) for name, share in fraction.items()}
 
 
 def _graph(model) -> _Graph:

@@ -91,6 +91,15 @@ DEFAULTS = ExportConfig()  # every default is defined there once
     help="Remove this fraction (0..1) of each prunable convolution's channels (smallest BN |gamma|): a thinner, "
     "faster model, fine-tuned for --prune-epochs.",
 )
+@click.option(
+    "--target-latency",
+    type=float,
+    default=DEFAULTS.target_latency,
+    metavar="MS",
+    help="Latency-guided channel pruning (NetAdapt): remove channels layer by layer, where validation accuracy "
+    "suffers least, until the fp32 TFLite model takes at most MS milliseconds on this CPU at 1 thread; "
+    "fine-tuned for --prune-epochs.",
+)
 @click.option("--cluster", type=int, help="Cluster each kernel's weights into this many values, fine-tune, strip.")
 @click.option("--cluster-epochs", default=DEFAULTS.cluster_epochs, show_default=True)
 @click.option("--preprocess", type=click.Path(), help="preprocess.json (required for a bare .keras SOURCE).")
@@ -119,6 +128,7 @@ def export(source: str, wide: bool, **options) -> None:
       edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
+      edgecnn export runs/ped --target-latency 2               # NetAdapt: prune to 2 ms on this CPU
       edgecnn export runs/mnv2 --int8 --onnx-float-ops DepthwiseConv   # ONNX int8 with float depthwise convs
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16
       edgecnn export runs/ped --format tflite,onnx,saved_model --fp16 --dynamic-range

@@ -42,8 +42,9 @@ class ExportConfig:
     qat: bool = False
     qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     prune: float | None = None
-    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS  # also the fine-tuning of prune_channels
+    prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS  # also the fine-tuning of prune_channels and target_latency
     prune_channels: float | None = None
+    target_latency: float | None = None  # ms of fp32 TFLite on this CPU, 1 thread: NetAdapt channel pruning
     cluster: int | None = None
     cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     preprocess: str | os.PathLike | None = None
@@ -57,7 +58,8 @@ class ExportConfig:
 
     @property
     def optimizing(self) -> bool:
-        return self.qat or self.prune is not None or self.prune_channels is not None or self.cluster is not None
+        chosen = (self.prune, self.prune_channels, self.target_latency, self.cluster)
+        return self.qat or any(value is not None for value in chosen)
 
     def onnx_options(self) -> OnnxQuantOptions:
         return OnnxQuantOptions(
@@ -81,8 +83,8 @@ class ExportConfig:
             raise EdgeCNNError("--onnx-float-ops shapes the post-training ONNX int8 model: use it with --int8 and the "
                                "onnx format, without --qat")
         self.onnx_options()
-        _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.cluster,
-                       self.fp16, self.dynamic_range)
+        _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.target_latency,
+                       self.cluster, self.fp16, self.dynamic_range)
         return self
 
 
@@ -92,16 +94,19 @@ def _names(value: Sequence[str] | str) -> list[str]:
     return [name.strip() for name in text if name.strip()]
 
 
-def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, fp16, dynamic_range) -> None:
+def _check_options(
+    formats, calib, opset, qat, prune, prune_channels, target_latency, cluster, fp16, dynamic_range
+) -> None:
     import onnx
 
     for flag, precision, asked in (("--fp16", "fp16", fp16), ("--dynamic-range", "dynamic", dynamic_range)):
         writers = [name for name in format_names() if precision in get_format(name).precisions]
         if asked and not set(writers) & set(formats):
             raise EdgeCNNError(f"{flag} is a precision of {', '.join(writers)} only: add one to --format")
-    if sum([qat, prune is not None, prune_channels is not None, cluster is not None]) > 1:
+    if sum([qat, *(value is not None for value in (prune, prune_channels, target_latency, cluster))]) > 1:
         raise EdgeCNNError(
-            "--qat, --prune, --prune-channels and --cluster are exclusive: export one optimization per output folder"
+            "--qat, --prune, --prune-channels, --target-latency and --cluster are exclusive: export one optimization "
+            "per output folder"
         )
     if qat and (fp16 or dynamic_range):
         raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic-range")
@@ -109,6 +114,8 @@ def _check_options(formats, calib, opset, qat, prune, prune_channels, cluster, f
         raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
     if prune_channels is not None and not 0.0 < float(prune_channels) < 1.0:
         raise EdgeCNNError(f"--prune-channels {prune_channels} must be a fraction between 0 and 1 (e.g. 0.5)")
+    if target_latency is not None and not float(target_latency) > 0.0:
+        raise EdgeCNNError(f"--target-latency {target_latency} must be a latency above 0 milliseconds (e.g. 5)")
     if cluster is not None and int(cluster) < 2:
         raise EdgeCNNError(f"--cluster {cluster} must be at least 2 clusters (e.g. 16)")
     if int(calib) < 1:

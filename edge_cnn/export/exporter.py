@@ -28,6 +28,7 @@ from edge_cnn.formats import get_format
 from edge_cnn.tasks import get_task
 from edge_cnn.io import atomic_path, ensure_writable_dir, gzip_size, sha256_file
 from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, Quantization, TensorSpec, load_manifest
+from edge_cnn.zoo.profile import profile
 
 RANDOM_PARITY_IMAGES = 8
 
@@ -58,9 +59,9 @@ def export(
 
     ``config`` is an ``ExportConfig``; without one, ``options`` are its fields (``int8=True``, ...).
     TFLite fp32 + ONNX fp32 always; ``fp16``/``dynamic`` add TFLite variants; ``int8`` adds full-integer
-    TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``cluster`` optimize
-    the model first; ``embedding`` adds the ``head_pool`` features minus their mean over the training
-    images (meaning "embedding") to every artifact.
+    TFLite and ONNX int8 calibrated on ``calib`` training images; ``qat``/``prune``/``prune_channels``/
+    ``target_latency``/``cluster`` optimize the model first; ``embedding`` adds the ``head_pool`` features minus
+    their mean over the training images (meaning "embedding") to every artifact.
     Every ONNX and TFLite artifact gets short internal names (``edge_cnn.export.compact``) unless
     ``keep_names``. Bad input raises EdgeCNNError before any work; a failing artifact is a FAILED row.
     """
@@ -82,7 +83,7 @@ def export(
     if config.optimizing:
         accuracy_before = task.score(src.model.predict(x_test, verbose=0), y_test)
         log("fine-tuning on the training split")
-        model, stem, facts = _optimize(src, config, verbose)
+        model, stem, facts = _optimize(src, config, verbose, log)
     if config.embedding:
         log("centring the embedding on the mean feature of the " + centre_images(src)[1])
         centre, facts["embedding"] = embedding_centre(model, src)
@@ -114,6 +115,7 @@ def export(
         created_by=f"edgecnn {__version__} export",
         task=src.task,
         decoding=get_task(src.task).decoding((src.spec.height, src.spec.width), model.outputs[0].shape),
+        macs=int(profile(model)["macs"]),
     )
     manifest_path = manifest.save(src.out_dir)
     manifest = load_manifest(manifest_path)  # the contract is checked the way its readers check it
@@ -181,7 +183,7 @@ def _calibration(src: ExportSource, count: int) -> np.ndarray:
     return src.load(calibration_items(src.calibration, count))[0]
 
 
-def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
+def _optimize(src: ExportSource, config: ExportConfig, verbose: int, log: Callable[[str], None]):
     """Fine-tune on the labelled training split: (model to export, file stem, measured facts)."""
     from edge_cnn.export import channels, optimize
 
@@ -200,8 +202,39 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int):
             thinner, x, y, int(config.prune_epochs), verbose, ends_in_softmax(src.model)
         )
         return thinner, f"model_channels{round(100 * float(config.prune_channels))}", facts
+    if config.target_latency is not None:
+        thinner, facts = _netadapt(src, config, x, y, verbose, log)
+        return thinner, "model_netadapt", facts
     optimized, facts = optimize.cluster(src.model, x, y, int(config.cluster), int(config.cluster_epochs), verbose)
     return optimized, f"model_cluster{int(config.cluster)}", facts
+
+
+def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndarray, verbose: int,
+              log: Callable[[str], None]):
+    """NetAdapt down to ``--target-latency`` (real fp32 TFLite timings on this CPU), its proposals scored on the
+    validation split or, in a run without one, on a fixed held-out fifth of the training split (which the
+    proposals then do not train on); then the final fine-tune of ``--prune-epochs`` on the whole training split,
+    unless nothing was pruned (the source model already met the target and is exported as it is)."""
+    from edge_cnn.export import netadapt, optimize
+
+    optimize.require_tf_keras(src.model)
+    if src.val:
+        (x_val, y_val), x_search, y_search = src.load(src.val), x, y
+        validation = f"val split ({len(src.val)} images)"
+    else:
+        order = np.random.default_rng(0).permutation(len(x))
+        held, rest = np.split(order, [max(1, len(x) // 5)])
+        x_val, y_val, x_search, y_search = x[held], y[held], x[rest], y[rest]
+        validation = f"{len(held)} training images held out (the run has no val split)"
+    thinner, facts = netadapt.netadapt(
+        src.model, x_search, y_search, x_val, y_val, float(config.target_latency), netadapt.tflite_latency_ms, log=log
+    )
+    facts["validation"] = validation
+    epochs = int(config.prune_epochs) if facts["iterations"] else 0
+    facts["epochs"] = epochs
+    probabilities = ends_in_softmax(src.model)
+    facts["fine_tune_loss"] = optimize._fine_tune(thinner, x, y, epochs, verbose, probabilities) if epochs else []
+    return thinner, facts
 
 
 # --- one artifact -------------------------------------------------------------------

@@ -39,6 +39,7 @@ class ExportSource:
     task: str = DEFAULT_TASK  # the run's task (a bare .keras file: the default)
     test_origin: str = "test split"  # where the parity images come from, for the report
     truths: dict[str, Any] = dataclasses.field(default_factory=dict)  # a box-annotated run's ground truth by path
+    val: Items = dataclasses.field(default_factory=list)  # the run's validation split (NetAdapt scores on it)
 
     @property
     def test_labelled(self) -> bool:
@@ -92,6 +93,7 @@ def load_source(
         out_dir=Path(out) if out else default_out,
         task=task,
         truths=_truths(RunDir(path), task) if path.is_dir() else {},
+        val=_read_split(RunDir(path), "val") if path.is_dir() else [],
     )
 
 

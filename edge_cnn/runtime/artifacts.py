@@ -2,9 +2,12 @@
 
 From an export folder, without ``--precision``: the artifact and thread count that
 ``edgecnn bench EXPORT --select`` measured fastest on a CPU of this fingerprint
-(``selection.json``), else a rule that holds on both CPU kinds: int8 where the CPU has an int8
-dot product (VNNI, AVX-VNNI, AMX, Arm's SDOT), fp32 where it has none (there int8 measured
-slower than fp32). The manifest is the contract: labels, preprocessing, tensor shapes,
+(``selection.json``), else a rule measured on both CPU kinds: int8 where the CPU has an int8 dot
+product (VNNI, AVX-VNNI, AMX, Arm's SDOT); where it has none, ONNX int8 for a model of at least
+``ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS`` (onnxruntime's int8 convolutions still beat fp32 there on large
+layers: ResNet-18-224 1.65x, MobileNetV2-224 1.19x on an AVX2 CPU, while LiteRT's int8 was no faster than
+its fp32) and fp32 for a smaller one (the 5.6M-MAC pedestrian classifier ran int8 1.37x slower: quantizing
+and dequantizing cost more than the int8 arithmetic saves). The manifest is the contract: labels, preprocessing, tensor shapes,
 quantization and a sha256 per artifact; a model file that differs from it is refused before
 it is run, because its outputs would be silently wrong.
 """
@@ -22,6 +25,10 @@ from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 
 # The rule's order of precisions on a CPU provider: with an int8 dot product, and without one.
 PRECISIONS_BY_CPU = {True: ("int8", "fp32"), False: ("fp32", "int8")}
+# From this many multiply-accumulates per forward pass (the manifest's ``macs``) the rule runs ONNX int8 on a
+# CPU without an int8 dot product. Measured on one (README, "Deployment choice"), ONNX int8 / best fp32 file:
+# 5.6M MACs 1.37 (slower), MobileNetV2-224 (300M) 0.84, ResNet-18-224 (1.8G) 0.61.
+ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS = 100_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +91,20 @@ def choose(manifest: Manifest, backend: str = "auto", precision: str | None = No
             return Pick(manifest, listed, threads or measured.threads,
                         f"fastest measured on this CPU by `edgecnn bench --select` ({measured.p50_ms:.3g} ms)")
     dot_product = int8_accelerated(cpu)
-    artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[dot_product])
-    why = "has an int8 dot product (VNNI/AMX/SDOT)" if dot_product else "has no int8 dot product, so int8 would be slower"
-    return Pick(manifest, artifact, threads, f"this CPU {why}; `edgecnn bench EXPORT --select` measures the choice")
+    measure = "`edgecnn bench EXPORT --select` measures the choice"
+    if dot_product:
+        artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[True])
+        return Pick(manifest, artifact, threads, f"this CPU has an int8 dot product (VNNI/AMX/SDOT); {measure}")
+    large = manifest.macs is not None and manifest.macs >= ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS
+    onnx_int8 = [a for a in manifest.artifacts if a.format == "onnx" and a.precision == "int8" and a.status == "OK"]
+    if large and onnx_int8 and backend in ("auto", "onnx"):
+        return Pick(manifest, _fastest(onnx_int8), threads,
+                    f"this CPU has no int8 dot product, but the model is large ({manifest.macs / 1e6:.0f}M MACs), where "
+                    f"onnxruntime's int8 measured faster than fp32; {measure}")
+    artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[False])
+    size = f"{manifest.macs / 1e6:.3g}M MACs" if manifest.macs is not None else "size not in the manifest"
+    return Pick(manifest, artifact, threads,
+                f"this CPU has no int8 dot product, so int8 would be slower on this model ({size}); {measure}")
 
 
 def _listed(manifest: Manifest, path: Path) -> Artifact:
