@@ -125,7 +125,7 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
     import json
 
     from edge_cnn.runtime.artifacts import resolve
-    from edge_cnn.studies.deploy_choice import main, operator_family
+    from edge_cnn.studies.deploy_choice import MIXED, main, operator_family
 
     assert main(["--work", str(tmp_path), "--models", "small_convnet:32", "--runs", "5", "--rounds", "1",
                  "--mixed", "MaxPool"]) == 0
@@ -136,7 +136,9 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
     mixed = json.loads((tmp_path / "small_convnet-32" / "export_float_MaxPool" / "manifest.json").read_text())
     assert [artifact["optimization"] for artifact in mixed["artifacts"] if artifact["precision"] == "int8"] == [
         {"float_ops": ["MaxPool"]}]
-    assert min(row["x fastest"] for row in rows) == 1.0 and all(row["p50 (ms)"] > 0 for row in rows)
+    # "fastest" is among the default export's and the hand-made files; the mixed export may beat it
+    assert min(row["x fastest"] for row in rows if not row["Artifact"].startswith(MIXED)) == 1.0
+    assert all(row["p50 (ms)"] > 0 for row in rows)
     pick = resolve(tmp_path / "small_convnet-32" / "export")
     assert [row["Artifact"] for row in rows if row["Default"]] == [f"edgecnn {pick.artifact.format} {pick.artifact.precision}"]
     summary = json.loads((tmp_path / "deploy_summary.json").read_text())
