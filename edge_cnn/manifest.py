@@ -60,6 +60,7 @@ class Verification:
     mean_accuracy: float
     std_accuracy: float
     pairs: int
+    flip: bool = False  # measured on flip-test embeddings (each face plus its mirror): embed() then does the same
 
 
 @dataclasses.dataclass
@@ -221,6 +222,12 @@ def _integer(value: Any, what: str, minimum: int | None = None) -> int:
     return value
 
 
+def _boolean(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} {value!r} must be true or false")
+    return value
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} {value!r} must be a number")
@@ -296,6 +303,7 @@ def _verification(value: Any) -> Verification | None:
         mean_accuracy=_number(data["mean_accuracy"], "verification mean_accuracy"),
         std_accuracy=_number(data["std_accuracy"], "verification std_accuracy"),
         pairs=_integer(data["pairs"], "verification pairs", 1),
+        flip=_boolean(data.get("flip", False), "verification flip"),
     )
 
 

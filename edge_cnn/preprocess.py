@@ -122,6 +122,10 @@ class PreprocessSpec:
         """NHWC batch -> the model's layout."""
         return batch if self.layout == "NHWC" else np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
+    def mirror(self, batch: np.ndarray) -> np.ndarray:
+        """A batch in the model's layout, each image mirrored left-right (the width axis of NHWC or NCHW)."""
+        return np.ascontiguousarray(np.flip(batch, axis=2 if self.layout == "NHWC" else 3))
+
     def __call__(self, images: Any | Sequence[Any]) -> np.ndarray:
         """One image or a list of images -> float32 batch in the model's layout."""
         items = images if isinstance(images, (list, tuple)) else [images]

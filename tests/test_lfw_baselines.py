@@ -133,3 +133,20 @@ def test_main_writes_the_report_with_machine_and_versions(people, tmp_path, caps
     assert capsys.readouterr().out.startswith("machine: ")
     bad = main(["--pairs", str(tmp_path / "none.txt"), "--data", str(images), "--out", str(tmp_path / "o2")])
     assert bad == 2 and "pairs file" in capsys.readouterr().err
+
+
+def test_test_folds_evaluate_every_method_on_those_folds_only(people, tmp_path):
+    """The two-way protocol for a model trained on the other folds' people: the baselines are scored on the
+    same folds, each threshold chosen on the other evaluated folds."""
+    pairs_txt, images = people
+    pairs = read_pairs(pairs_txt, images)
+    result = eigenfaces(pairs, components=FACE_SPACE, test_folds=[2, 3]).result
+    assert result.test_folds == [2, 3] and len(result.fold_accuracy) == 2
+    assert result.genuine_pairs == 2 * PER_FOLD and result.auc == pytest.approx(1.0)
+    rows = compare(pairs_txt, images, components=FACE_SPACE, with_dlib=False, test_folds=[2, 3])
+    assert len(rows) == 3 and all(row["AUC"] == pytest.approx(1.0) for row in rows)
+    assert main(["--pairs", str(pairs_txt), "--data", str(images), "--components", str(FACE_SPACE), "--no-dlib",
+                 "--test-folds", "2-3", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "faces_lfw.json").read_text())
+    assert "test folds [2, 3]" in json.dumps(report)
+    assert main(["--pairs", str(pairs_txt), "--data", str(images), "--flip", "--out", str(tmp_path / "o2")]) == 2

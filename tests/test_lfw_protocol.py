@@ -194,3 +194,54 @@ def test_manifest_verification_field_is_type_checked(embedding_export, tmp_path,
     verification["threshold"] = 0.3
     (export / "manifest.json").write_text(json.dumps(data))
     assert np.isclose(load_manifest(export).artifacts[0].verification.threshold, 0.3)
+
+
+def test_flip_test_embeds_face_and_mirror_and_is_what_the_stored_threshold_says(embedding_export, tiny_lfw, tmp_path):
+    """``--flip``: each face plus its mirror; the manifest records it, and the runtime then embeds that way."""
+    from edge_cnn.numerics import l2_normalize
+    from edge_cnn.runtime import Predictor
+
+    pairs, images = tiny_lfw
+    export = shutil.copytree(embedding_export / "export", tmp_path / "export")
+    faces = [str(path) for path in sorted(images.glob("*/*.jpg"))[:4]]
+    predictor = Predictor.load(export, precision="fp32")
+    batch = predictor.preprocess(faces)
+    expected = l2_normalize(predictor.embed(batch, preprocessed=True, flip=False)
+                            + predictor.embed(batch[:, :, ::-1, :].copy(), preprocessed=True, flip=False))
+    np.testing.assert_allclose(predictor.embed(faces, flip=True), expected, atol=1e-5)
+    assert not np.allclose(predictor.embed(faces, flip=True), predictor.embed(faces, flip=False), atol=1e-4)
+
+    result = CliRunner().invoke(main, ["evaluate", str(export), "--protocol", "lfw", "--pairs", str(pairs),
+                                       "--data", str(images), "--flip", "--json"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.stdout)
+    assert sorted(item["kind"] for item in measured) == ["tflite fp32 + flip", "tflite int8 + flip"]
+    assert all(item["mean_accuracy"] == 1.0 for item in measured)
+    assert all(artifact.verification.flip for artifact in load_manifest(export).artifacts)
+    stored = Predictor.load(export, precision="fp32")  # flip=None: what the threshold was measured with
+    np.testing.assert_allclose(stored.embed(faces), expected, atol=1e-5)
+    unflipped = CliRunner().invoke(main, ["evaluate", str(export), "--protocol", "lfw", "--pairs", str(pairs),
+                                          "--data", str(images), "--json"])
+    assert unflipped.exit_code == 0 and not any(a.verification.flip for a in load_manifest(export).artifacts)
+    detector_flag = CliRunner().invoke(main, ["evaluate", str(export), "--data", str(images), "--flip"])
+    assert detector_flag.exit_code == 2 and "--flip belong(s) to --protocol lfw" in detector_flag.stderr
+
+
+def test_mirror_flips_the_width_axis_in_either_layout():
+    from edge_cnn.preprocess import PreprocessSpec
+
+    nhwc = np.arange(2 * 3 * 4 * 3, dtype=np.float32).reshape(2, 3, 4, 3)
+    expected = nhwc[:, :, ::-1, :]
+    np.testing.assert_array_equal(PreprocessSpec(3, 4).mirror(nhwc), expected)
+    nchw = PreprocessSpec(3, 4, layout="NCHW")
+    np.testing.assert_array_equal(nchw.mirror(nchw.to_layout(nhwc)), nchw.to_layout(expected))
+
+
+def test_manifest_verification_flip_must_be_a_boolean(embedding_export, tmp_path):
+    export = shutil.copytree(embedding_export / "export", tmp_path / "export")
+    data = json.loads((export / "manifest.json").read_text())
+    data["artifacts"][0]["verification"] = {"protocol": "lfw", "threshold": 0.3, "mean_accuracy": 0.9,
+                                            "std_accuracy": 0.01, "pairs": 6000, "flip": "yes"}
+    (export / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="verification flip"):
+        load_manifest(export)

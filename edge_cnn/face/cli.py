@@ -151,6 +151,7 @@ Examples:
   edgecnn evaluate runs/faces --protocol lfw --pairs lfw/pairs.txt --data lfw/images          # the Keras model
   edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images   # every fp32/int8 artifact
   edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images --test-folds 6-10
+  edgecnn evaluate runs/faces/export --protocol lfw --pairs lfw/pairs.txt --data lfw/images --flip   # flip test
   edgecnn evaluate runs/det --data photos/annotations.json --negatives frames/      # a detect run: the Keras model
   edgecnn evaluate runs/det/export --data photos/annotations.json --out eval/       # every detection artifact
 """)
@@ -175,10 +176,13 @@ Examples:
 @click.option("--out", type=click.Path(), default=None, show_default="SOURCE/lfw or SOURCE/evaluation",
               help="lfw: folder for lfw_report.json and lfw_roc.png; detect: folder for detection_report.json, "
               "precision_recall.png and miss_rate_fppi.png.")
+@click.option("--flip", is_flag=True,
+              help="lfw: the flip test: embed each face and its mirror and add the two (twice the inference); the "
+              "thresholds stored say so, and `face verify/enroll/identify` then embed the same way.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of tables.")
 @click.pass_context
-def evaluate(ctx, source, data, protocol, pairs, test_folds, out, negatives, batch_size, as_json):
+def evaluate(ctx, source, data, protocol, pairs, test_folds, flip, out, negatives, batch_size, as_json):
     """Evaluate a run's model on another image folder, verify faces on LFW (--protocol lfw), or measure a
     detect run or export on box-annotated photos (chosen by itself for detection models)."""
     from edge_cnn.detect.evaluation import source_task
@@ -192,13 +196,14 @@ def evaluate(ctx, source, data, protocol, pairs, test_folds, out, negatives, bat
         raise EdgeCNNError(f"--negatives belongs to detection, and {source} is not a detect run or export: "
                            "drop --negatives or pass a model trained with --task detect")
     if protocol == "detect":
-        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds)) if value]
+        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds), ("--flip", flip)) if value]
         if given:
             raise EdgeCNNError(f"{', '.join(given)} belong(s) to --protocol lfw: drop them to evaluate a detector")
         _evaluate_detection(source, data, negatives, out, batch_size, as_json)
         return
     if protocol == "classify":
-        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds), ("--out", out)) if value]
+        given = [flag for flag, value in (("--pairs", pairs), ("--test-folds", test_folds), ("--out", out),
+                                          ("--flip", flip)) if value]
         if given:
             raise EdgeCNNError(f"{', '.join(given)} belong(s) to --protocol lfw: add --protocol lfw or drop them")
         if task is not None and os.path.isfile(data):
@@ -213,7 +218,7 @@ def evaluate(ctx, source, data, protocol, pairs, test_folds, out, negatives, bat
     from edge_cnn.face.lfw import evaluate_lfw
     from edge_cnn.report import print_table
 
-    report = evaluate_lfw(source, pairs, data, out=out, test_folds=test_folds, batch_size=batch_size)
+    report = evaluate_lfw(source, pairs, data, out=out, test_folds=test_folds, batch_size=batch_size, flip=flip)
     if as_json:
         click.echo(json.dumps([item.to_dict() for item in report.models], indent=2))
         return

@@ -9,8 +9,10 @@ embeds every image of the pairs file once, with either
 - an export folder: every fp32 and int8 artifact with an embedding output, through the embedded runtime
   (``Predictor.embed``; no TensorFlow on this path),
 
-then scores each pair by cosine similarity and runs ``edge_cnn.tasks.verification``'s protocol: mean and
-std accuracy over the folds with each fold's threshold chosen on the others, ROC, TAR at FAR 1e-2 and 1e-3.
+(with ``flip``, the flip test: each image plus its mirror, summed; the stored threshold then says so, and
+the runtime embeds the same way), then scores each pair by cosine similarity and runs
+``edge_cnn.tasks.verification``'s protocol: mean and std accuracy over the folds with each fold's threshold
+chosen on the others, ROC, TAR at FAR 1e-2 and 1e-3.
 It writes ``lfw_report.json`` and ``lfw_roc.png``; for an export it also stores each artifact's operating
 threshold (the accuracy-maximising one over all evaluated pairs) in ``manifest.json``, which ``edgecnn
 face verify`` uses by default.
@@ -30,6 +32,7 @@ from edge_cnn.data.pairs import Pairs, parse_folds, read_pairs
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import atomic_path, ensure_writable_dir, write_json
 from edge_cnn.manifest import MANIFEST_NAME, Verification, load_manifest, source_kind
+from edge_cnn.numerics import l2_normalize
 from edge_cnn.tasks.verification import (
     VerificationResult, best_threshold, cosine_similarities, two_way_protocol, verification_protocol,
 )
@@ -38,6 +41,7 @@ PROTOCOL = "lfw"
 EMBED_BATCH = 128  # images decoded and embedded per call: bounded memory for 7,701 LFW images
 REPORT_NAME, ROC_NAME = "lfw_report.json", "lfw_roc.png"
 PRECISIONS = ("fp32", "int8")
+FLIP_SUFFIX = " + flip"  # the kind of a model evaluated with the flip test
 
 Embedder = Callable[[Sequence[str]], np.ndarray]  # image paths -> (N, D) embeddings
 
@@ -89,11 +93,13 @@ def evaluate_lfw(
     out: str | os.PathLike | None = None,
     test_folds: str | Sequence[int] | None = None,
     batch_size: int = EMBED_BATCH,
+    flip: bool = False,
 ) -> LfwReport:
     """Verify ``source`` (a run directory or an export folder) on the pairs of ``pairs_txt`` whose images
     lie under ``data`` (one folder per person). ``test_folds`` (e.g. "6-10") evaluates only those folds,
     each threshold chosen on the other evaluated folds: for a model trained on the other folds' people.
-    ``out`` defaults to ``SOURCE/lfw``. A bad pairs file raises ``EdgeCNNError`` before any model loads."""
+    ``out`` defaults to ``SOURCE/lfw``. ``flip`` embeds each face and its mirror (``Predictor.embed``'s flip
+    test) and records that with the thresholds. A bad pairs file raises ``EdgeCNNError`` before any model loads."""
     source = Path(source)
     pairs = read_pairs(pairs_txt, data)
     folds = parse_folds(test_folds, pairs.folds) if isinstance(test_folds, str) else test_folds
@@ -102,12 +108,13 @@ def evaluate_lfw(
         raise EdgeCNNError(f"batch size {batch_size} must be at least 1")
     kind = source_kind(source)
     models = []
-    for name, model_kind, size, embed in (run_embedders(source) if kind == "run" else export_embedders(source)):
+    embedders = run_embedders(source, flip) if kind == "run" else export_embedders(source, flip)
+    for name, model_kind, size, embed in embedders:
         scores, seconds = pair_scores(pairs, embed, batch_size)
         models.append(verify_scores(name, model_kind, pairs, scores, folds, 1000 * seconds, size))
     report_json = write_json(out / REPORT_NAME, report_dict(source, pairs, models))
     roc_png = plot_roc(models, out / ROC_NAME, title=f"LFW View 2: {source.name}")
-    manifest = store_thresholds(source, models) if kind == "export" else None
+    manifest = store_thresholds(source, models, flip) if kind == "export" else None
     return LfwReport(source, pairs.source, Path(data), len(unique_images(pairs)), models, report_json, roc_png, manifest)
 
 
@@ -146,7 +153,7 @@ def verify_scores(name: str, kind: str, pairs: Pairs, scores: np.ndarray, test_f
     return ModelResult(name, kind, result, threshold, ms_per_face, size)
 
 
-def run_embedders(run: Path):
+def run_embedders(run: Path, flip: bool = False):
     """[("keras", "keras fp32", None, embed)]: the run's model up to its task's feature layer."""
     from edge_cnn.keras import keras
     from edge_cnn.keras_file import load_keras_model
@@ -165,12 +172,14 @@ def run_embedders(run: Path):
     spec = run_dir.preprocess()
 
     def embed(paths: Sequence[str]) -> np.ndarray:
-        return features.predict(spec(list(paths)), verbose=0)
+        batch = spec(list(paths))
+        vectors = l2_normalize(features.predict(batch, verbose=0))
+        return l2_normalize(vectors + l2_normalize(features.predict(spec.mirror(batch), verbose=0))) if flip else vectors
 
-    return [("keras", "keras fp32", None, embed)]
+    return [("keras", f"keras fp32{FLIP_SUFFIX if flip else ''}", None, embed)]
 
 
-def export_embedders(export: Path):
+def export_embedders(export: Path, flip: bool = False):
     """One (path, kind, bytes, embed) per fp32/int8 artifact with an embedding output, each loaded on use."""
     from edge_cnn.formats import embedded_formats
     from edge_cnn.runtime import Predictor
@@ -184,7 +193,8 @@ def export_embedders(export: Path):
                            "passed parity: export the run with `edgecnn export RUN --embedding [--int8]`")
     for artifact in chosen:
         predictor = Predictor.load(manifest.artifact_path(artifact))
-        yield artifact.path, predictor.kind, artifact.bytes, predictor.embed
+        yield (artifact.path, f"{predictor.kind}{FLIP_SUFFIX if flip else ''}", artifact.bytes,
+               lambda paths, predictor=predictor: predictor.embed(paths, flip=flip))
 
 
 def report_dict(source: Path, pairs: Pairs, models: list[ModelResult]) -> dict[str, Any]:
@@ -225,9 +235,9 @@ def plot_roc(models: list[ModelResult], path: Path, title: str) -> Path:
     return path
 
 
-def store_thresholds(export: Path, models: list[ModelResult]) -> Path:
-    """Write each evaluated artifact's operating threshold into the export's manifest (re-read now, so the
-    other fields stay what they are on disk)."""
+def store_thresholds(export: Path, models: list[ModelResult], flip: bool = False) -> Path:
+    """Write each evaluated artifact's operating threshold (and whether it was measured with the flip test)
+    into the export's manifest (re-read now, so the other fields stay what they are on disk)."""
     manifest = load_manifest(export)
     measured = {item.model: item for item in models}
     for artifact in manifest.artifacts:
@@ -235,5 +245,6 @@ def store_thresholds(export: Path, models: list[ModelResult]) -> Path:
         if item is not None:
             artifact.verification = Verification(
                 protocol=PROTOCOL, threshold=item.threshold, mean_accuracy=item.result.mean_accuracy,
-                std_accuracy=item.result.std_accuracy, pairs=item.result.genuine_pairs + item.result.impostor_pairs)
+                std_accuracy=item.result.std_accuracy, pairs=item.result.genuine_pairs + item.result.impostor_pairs,
+                flip=flip)
     return manifest.save(export)

@@ -110,15 +110,24 @@ class Predictor:
         batch, _, _ = self._batch_and_paths(images, preprocessed)
         return self._probabilities(self._forward(batch)[self._class_output])
 
-    def embed(self, images: Any, preprocessed: bool = False) -> np.ndarray:
-        """L2-normalised embedding vectors: (D,) for a single image, (N, D) for several."""
+    def embed(self, images: Any, preprocessed: bool = False, flip: bool | None = None) -> np.ndarray:
+        """L2-normalised embedding vectors: (D,) for a single image, (N, D) for several.
+
+        ``flip``: the "flip test" of face verification: each image and its left-right mirror are embedded
+        and the two unit vectors added before normalising (twice the inference, one vector in the same
+        space, so galleries stay valid either way). ``None`` does what the artifact's verification threshold
+        was measured with (``Verification.flip``; off without one), so the stored threshold fits the scores."""
         if self._embedding_output is None:
             raise EdgeCNNError(
                 f"{self.model_path} has no embedding output (no output with meaning 'embedding' in its manifest): "
                 "export the model with an embedding output to use embed()"
             )
+        if flip is None:
+            flip = bool(self.artifact.verification and self.artifact.verification.flip)
         batch, _, single = self._batch_and_paths(images, preprocessed)
         vectors = l2_normalize(self._forward(batch)[self._embedding_output])
+        if flip:
+            vectors = l2_normalize(vectors + l2_normalize(self._forward(self.spec.mirror(batch))[self._embedding_output]))
         return vectors[0] if single else vectors
 
     def detect(self, images: Any, threshold: float | None = None, iou_threshold: float | None = None,

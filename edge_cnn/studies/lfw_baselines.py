@@ -12,9 +12,14 @@ nine; ``edge_cnn.tasks.verification``). Every method scores a pair by a similari
   "nri_uniform" codes) of the grey 112x112 crop, one normalised histogram per cell of a 7x7 grid,
   similarity = minus the chi-square distance sum((a - b)^2 / (a + b));
 - ``--export DIR``: every fp32/int8 artifact with an embedding output, through the embedded runtime
-  (as ``edgecnn evaluate --protocol lfw``), cosine;
+  (as ``edgecnn evaluate --protocol lfw``), cosine; with ``--flip`` also each artifact's flip test (the
+  face and its mirror embedded and added: twice the time per face);
 - dlib's ResNet through ``face_recognition`` (128-d, the whole crop as the face box), minus the Euclidean
   distance; the row says "skipped" where the package is absent.
+
+``--test-folds 6-10`` evaluates every method on those folds only, each fold's threshold chosen on the
+other evaluated folds (the two-way protocol of ``edgecnn evaluate``): for an export trained with the
+people of the other folds. Eigenfaces' PCA is still fitted on the images of every fold but the tested one.
 
 ms per face: wall time of decoding the JPEG and computing its features, in batches of 128, one process,
 divided by the images (the fitted PCA's projection included; its fitting not). Model size: what a device
@@ -22,7 +27,8 @@ must store (PCA: mean + 100 components as float32; export: the artifact file). T
 are in the report.
 
     edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --out runs/faces_lfw
-    edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --export runs/faces/export --out runs/faces_lfw
+    edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --export runs/faces/export \
+        --test-folds 6-10 --flip --out runs/faces_lfw
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from edge_cnn.data.pairs import Pairs, read_pairs
+from edge_cnn.data.pairs import Pairs, parse_folds, read_pairs
 from edge_cnn.errors import EdgeCNNError, ImageError
 from edge_cnn.face.lfw import ModelResult, export_embedders, pair_scores, unique_images, verify_scores
 from edge_cnn.studies.shared import one_line_errors, study_parser, write_report
@@ -108,14 +114,14 @@ def skipped_row(method: str, note: str) -> dict:
     return {"Method": method, "Note": note}
 
 
-def scored(method: str, pairs: Pairs, features, similarity=None) -> ModelResult:
-    """The protocol on a training-free method: features of every image once, pair similarities, 10 folds."""
+def scored(method: str, pairs: Pairs, features, similarity=None, test_folds: Sequence[int] | None = None) -> ModelResult:
+    """The protocol on a training-free method: features of every image once, pair similarities, the folds."""
     options = {"similarity": similarity} if similarity is not None else {}
     scores, seconds = pair_scores(pairs, features, BATCH, **options)
-    return verify_scores(method, method, pairs, scores, None, 1000 * seconds, None)
+    return verify_scores(method, method, pairs, scores, test_folds, 1000 * seconds, None)
 
 
-def eigenfaces(pairs: Pairs, components: int = COMPONENTS) -> ModelResult:
+def eigenfaces(pairs: Pairs, components: int = COMPONENTS, test_folds: Sequence[int] | None = None) -> ModelResult:
     """Whitened PCA fitted per test fold on the other folds' images (module docstring)."""
     from edge_cnn.baselines import Eigenfaces
 
@@ -130,7 +136,8 @@ def eigenfaces(pairs: Pairs, components: int = COMPONENTS) -> ModelResult:
     second = np.array([index[pair.path_b] for pair in pairs])
     out_of_fold = np.zeros(len(pairs))
     accuracies, thresholds, project_seconds = [], [], []
-    for fold in range(1, pairs.folds + 1):
+    tested = list(range(1, pairs.folds + 1)) if test_folds is None else sorted(test_folds)
+    for fold in tested:
         training = folds != fold
         fitted = np.unique(np.concatenate([first[training], second[training]]))
         if len(fitted) <= components:
@@ -143,16 +150,18 @@ def eigenfaces(pairs: Pairs, components: int = COMPONENTS) -> ModelResult:
         project_seconds.append((time.perf_counter() - tic) / len(images))
         codes /= np.linalg.norm(codes, axis=1, keepdims=True)
         scores = np.sum(codes[first] * codes[second], axis=1)
-        threshold, _ = best_threshold(scores[training], same[training])
+        choosing = training & np.isin(folds, tested)  # the threshold comes from the other evaluated folds
+        threshold, _ = best_threshold(scores[choosing], same[choosing])
         thresholds.append(threshold)
         accuracies.append(float(np.mean((scores[~training] >= threshold) == same[~training])))
         out_of_fold[~training] = scores[~training]
-    pooled = verification_protocol(out_of_fold, same, folds)  # the ROC of the out-of-fold scores
+    pooled = verification_protocol(out_of_fold, same, folds, test_folds)  # the ROC of the out-of-fold scores
     std = float(np.std(accuracies, ddof=1))
     result = dataclasses.replace(pooled, fold_accuracy=accuracies, fold_threshold=thresholds,
                                  mean_accuracy=float(np.mean(accuracies)), std_accuracy=std,
                                  standard_error=std / np.sqrt(len(accuracies)))
-    threshold, _ = best_threshold(out_of_fold, same)
+    evaluated = np.isin(folds, tested)
+    threshold, _ = best_threshold(out_of_fold[evaluated], same[evaluated])
     ms = 1000 * (decode_seconds + float(np.mean(project_seconds)))
     return ModelResult("eigenfaces", f"Eigenfaces (PCA {components}, whitened)", result, threshold, ms, None)
 
@@ -163,7 +172,7 @@ def eigenfaces_bytes(components: int = COMPONENTS) -> int:
     return 4 * (dimensions + components * dimensions + components)
 
 
-def dlib_rows(pairs: Pairs) -> list[dict]:
+def dlib_rows(pairs: Pairs, test_folds: Sequence[int] | None = None) -> list[dict]:
     """dlib's ResNet via ``face_recognition`` when installed; a skipped row otherwise."""
     method = "dlib ResNet (face_recognition)"
     try:
@@ -184,34 +193,37 @@ def dlib_rows(pairs: Pairs) -> list[dict]:
     def minus_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return -np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=1)
 
-    result = scored(method, pairs, encode, minus_distance)
+    result = scored(method, pairs, encode, minus_distance, test_folds)
     size = Path(face_recognition_models.face_recognition_model_location()).stat().st_size
     return [row(method, result, size, "whole crop as the face box; minus Euclidean distance")]
 
 
 def compare(pairs_txt: Path, data: Path, export: Path | None = None, components: int = COMPONENTS,
-            with_dlib: bool = True) -> list[dict]:
+            with_dlib: bool = True, test_folds: Sequence[int] | None = None, flip: bool = False) -> list[dict]:
     """Every method's row on the pairs (module docstring)."""
     pairs = read_pairs(pairs_txt, data)
-    rows = [row("Raw pixels (48x60 grey, cosine)", scored("raw pixels", pairs, raw_pixels), 0),
-            row(f"Eigenfaces (PCA {components}, whitened, cosine)", eigenfaces(pairs, components),
-                eigenfaces_bytes(components), "PCA fitted per fold on the other 9 folds' images"),
-            row(f"LBP {LBP_GRID}x{LBP_GRID} cells (chi-square)", scored("lbp", pairs, lbp_histograms, minus_chi_square), 0)]
+    rows = [row("Raw pixels (48x60 grey, cosine)", scored("raw pixels", pairs, raw_pixels, None, test_folds), 0),
+            row(f"Eigenfaces (PCA {components}, whitened, cosine)", eigenfaces(pairs, components, test_folds),
+                eigenfaces_bytes(components), "PCA fitted per fold on the other folds' images"),
+            row(f"LBP {LBP_GRID}x{LBP_GRID} cells (chi-square)",
+                scored("lbp", pairs, lbp_histograms, minus_chi_square, test_folds), 0)]
     if export is not None:
-        for name, kind, size, embed in export_embedders(export):
-            scores, seconds = pair_scores(pairs, embed, BATCH)
-            result = verify_scores(name, kind, pairs, scores, None, 1000 * seconds, size)
-            rows.append(row(f"edgecnn {kind} ({name})", result, size, "embedding, cosine"))
+        for mirrored in (False, True) if flip else (False,):
+            for name, kind, size, embed in export_embedders(export, mirrored):
+                scores, seconds = pair_scores(pairs, embed, BATCH)
+                result = verify_scores(name, kind, pairs, scores, test_folds, 1000 * seconds, size)
+                rows.append(row(f"edgecnn {kind} ({name})", result, size, "embedding, cosine"))
     if with_dlib:
-        rows.extend(dlib_rows(pairs))
+        rows.extend(dlib_rows(pairs, test_folds))
     return rows
 
 
-def facts(pairs_txt: Path, data: Path, export: Path | None) -> dict:
+def facts(pairs_txt: Path, data: Path, export: Path | None, test_folds: Sequence[int] | None) -> dict:
     from edge_cnn.machine import machine_info, package_version
 
     return {"pairs": str(pairs_txt.resolve()), "data": str(data.resolve()),
-            "export": None if export is None else str(export.resolve()), "protocol": "LFW View 2, 10 folds",
+            "export": None if export is None else str(export.resolve()),
+            "protocol": "LFW View 2, 10 folds" if test_folds is None else f"LFW View 2, test folds {list(test_folds)}",
             "machine": machine_info(), "scikit-image": package_version("scikit-image"),
             "pillow": package_version("pillow")}
 
@@ -224,6 +236,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--export", type=Path, help="an export folder with an embedding output (export --embedding)")
     parser.add_argument("--components", type=int, default=COMPONENTS, help=f"Eigenfaces: PCA components [{COMPONENTS}]")
     parser.add_argument("--no-dlib", action="store_true", help="leave out the face_recognition (dlib) row")
+    parser.add_argument("--test-folds", help="evaluate only these folds (e.g. 6-10): for an export trained on the "
+                        "other folds' people [all 10]")
+    parser.add_argument("--flip", action="store_true", help="also each artifact's flip test (face + mirror)")
     parser.add_argument("--out", required=True, type=Path, help="folder for faces_lfw.{md,json}")
     args = parser.parse_args(argv)
     if args.components < 1:
@@ -231,9 +246,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from edge_cnn.io import ensure_writable_dir
 
     ensure_writable_dir(args.out)
-    rows = compare(args.pairs, args.data, args.export, args.components, not args.no_dlib)
-    information = facts(args.pairs, args.data, args.export)
+    test_folds = parse_folds(args.test_folds) if args.test_folds else None
+    if args.flip and args.export is None:
+        raise EdgeCNNError("--flip measures an export's flip test: pass --export DIR too, or drop --flip")
+    rows = compare(args.pairs, args.data, args.export, args.components, not args.no_dlib, test_folds, args.flip)
+    information = facts(args.pairs, args.data, args.export, test_folds)
     machine = information["machine"]
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, flags {machine['cpu_flags']}")
-    write_report(rows, information, COLUMNS, "LFW View 2 (10 folds): baselines", args.out, "faces_lfw")
+    title = "LFW View 2 (10 folds)" if test_folds is None else f"LFW View 2 (test folds {args.test_folds})"
+    write_report(rows, information, COLUMNS, f"{title}: baselines", args.out, "faces_lfw")
     return 0
