@@ -92,6 +92,8 @@ def test_manifest_validates_and_hashes_match_files(full_export):
 
     assert manifest.macs == profile(keras.models.load_model(run / "model.keras"))["macs"] > 0  # the runtime's rule reads it
     assert len(manifest.artifacts) == 7
+    recorded = {(a.format, a.precision): a.optimization.get("float_nodes") for a in manifest.artifacts}
+    assert recorded[("onnx", "int8")] == 0 and recorded[("onnx", "fp32")] is None  # Conv-BN-ReLU: int8 throughout
     for artifact in manifest.artifacts:
         path = manifest.artifact_path(artifact)
         if artifact.format != "saved_model":
@@ -183,6 +185,29 @@ def test_float_nodes_finds_depthwise_convolutions_and_refuses_absent_ops():
     assert float_nodes(model, ("Conv", "MaxPool")) == ["pointwise", "pool"]
     with pytest.raises(EdgeCNNError, match=r"Gemm: no such node .*\(it has Conv, DepthwiseConv, MaxPool\)"):
         float_nodes(model, ("Gemm",))
+
+
+def test_requantized_float_nodes_are_those_between_int8_layers():
+    """tf2onnx's PReLU (Relu(x) - alpha * Relu(-x)) leaves Neg in float inside a QDQ graph: counted. The input's
+    Transpose (straight into a QuantizeLinear) and a float head after the last one are not."""
+    import onnx
+    from onnx import helper
+
+    from edge_cnn.export.onnx_quant import requantized_float_nodes
+
+    def qdq(name, source, target):
+        return [helper.make_node("QuantizeLinear", [source, "s", "z"], [f"{name}_q"], name=f"{name}_quantize"),
+                helper.make_node("DequantizeLinear", [f"{name}_q", "s", "z"], [target], name=f"{name}_dequantize")]
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="layout", perm=[0, 3, 1, 2]), *qdq("in", "t", "t_dq"),
+             helper.make_node("Conv", ["t_dq", "w"], ["c"], name="conv"), *qdq("c", "c", "c_dq"),
+             helper.make_node("Neg", ["c_dq"], ["n"], name="neg"),
+             helper.make_node("Relu", ["n"], ["r"], name="relu"), *qdq("r", "r", "r_dq"),
+             helper.make_node("Conv", ["r_dq", "w"], ["d"], name="conv2"), *qdq("d", "d", "d_dq"),
+             helper.make_node("Softmax", ["d_dq"], ["y"], name="head")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    assert requantized_float_nodes(helper.make_model(graph)) == ["neg"]
 
 
 def test_onnx_float_ops_need_post_training_onnx_int8(tiny_run_dir, tmp_path):

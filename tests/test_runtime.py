@@ -537,7 +537,8 @@ def test_predict_verb_bad_model_and_missing_images(env, tmp_path):
 
 def test_no_measurement_rule_follows_the_cpu_and_the_model_size(env, tmp_path, cpu):
     """Without a selection measured on this CPU: int8 where the CPU has an int8 dot product; without one,
-    ONNX int8 for a model of at least ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS (export records the MACs), fp32 below."""
+    ONNX int8 for a model of at least ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS (export records the MACs) whose int8
+    graph has no float node between int8 layers (export records those too), fp32 otherwise."""
     from edge_cnn.runtime.artifacts import ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS as LARGE
 
     import dataclasses
@@ -547,6 +548,7 @@ def test_no_measurement_rule_follows_the_cpu_and_the_model_size(env, tmp_path, c
     folder = _copy(env["export"], tmp_path)
     quantize_dynamic(str(folder / "model_fp32.onnx"), str(folder / "model_int8.onnx"))
     onnx_int8 = dataclasses.asdict(_artifact(folder, "model_int8.onnx", "int8", lambda info: "probabilities"))
+    onnx_int8["optimization"] = {"float_nodes": 0}
     _edit_manifest(folder, lambda data: data.update(macs=LARGE // 100, artifacts=[*data["artifacts"], onnx_int8]))
     cpu(AVX2_CPU)
     plain = Predictor.load(folder)
@@ -558,6 +560,18 @@ def test_no_measurement_rule_follows_the_cpu_and_the_model_size(env, tmp_path, c
     assert Predictor.load(folder, backend="tflite").kind == "tflite fp32"  # LiteRT's int8 does not pay there
     _edit_manifest(folder, lambda data: data.update(macs=LARGE - 1))
     assert Predictor.load(folder).artifact.precision == "fp32"
+
+    def float_nodes(count):
+        def edit(data):
+            data.update(macs=LARGE)
+            data["artifacts"][-1]["optimization"] = {} if count is None else {"float_nodes": count}
+        return edit
+
+    _edit_manifest(folder, float_nodes(33))  # e.g. MobileFaceNet's PReLUs: int8 measured slower
+    converting = Predictor.load(folder)
+    assert converting.artifact.precision == "fp32" and "runs 33 nodes in float between int8 layers" in converting.reason
+    _edit_manifest(folder, float_nodes(None))  # an export from before float nodes were recorded
+    assert "re-export" in Predictor.load(folder).reason and Predictor.load(folder).artifact.precision == "fp32"
     _edit_manifest(folder, lambda data: data.pop("macs"))  # an export from before MACs were recorded
     unknown = Predictor.load(folder)
     assert unknown.artifact.precision == "fp32" and "size not in the manifest" in unknown.describe()

@@ -330,18 +330,25 @@ def _run_job(job: Job, stem: str, context: _Context, evaluation, facts) -> tuple
             for position, info in enumerate(loaded.outputs)
         ],
         status=checked["status"],
-        optimization=dict(facts) | _mixed_precision(job, context.onnx_options),
+        optimization=dict(facts) | _onnx_int8_facts(job, context.onnx_options, final),
         parity=checked,
     )
     row = artifact_row(job, checked, size, gzipped, final.name)
     return artifact, row
 
 
-def _mixed_precision(job, onnx_options) -> dict:
-    """The ONNX int8 artifact's float op types (``--onnx-float-ops``), for the manifest; {} elsewhere."""
-    if job.format == "onnx" and job.precision == "int8" and onnx_options.float_ops:
-        return {"float_ops": list(onnx_options.float_ops)}
-    return {}
+def _onnx_int8_facts(job, onnx_options, path: Path) -> dict:
+    """For the manifest of an ONNX int8 artifact: how many of its nodes run in float between int8 layers
+    (``onnx_quant.requantized_float_nodes``, which the runtime's rule reads) and the op types
+    ``--onnx-float-ops`` kept in float; {} for other artifacts."""
+    if job.format != "onnx" or job.precision != "int8":
+        return {}
+    import onnx
+
+    from edge_cnn.export.onnx_quant import requantized_float_nodes
+
+    facts = {"float_nodes": len(requantized_float_nodes(onnx.load(str(path))))}
+    return facts | ({"float_ops": list(onnx_options.float_ops)} if onnx_options.float_ops else {})
 
 
 def _first_line(exc: Exception) -> str:

@@ -124,6 +124,37 @@ def float_nodes(model: onnx.ModelProto, float_ops: tuple[str, ...]) -> list[str]
     return [name for name, op in kinds.items() if op in float_ops]
 
 
+def requantized_float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the compute nodes of a QDQ int8 graph that run in float between int8 layers: a node whose
+    output reaches another compute node without a QuantizeLinear, while a QuantizeLinear lies further on.
+
+    Why: each such node makes onnxruntime dequantize, compute in float and quantize again in the middle of
+    the network. tf2onnx writes a PReLU as Relu(x) - alpha * Relu(-x), and the quantizer leaves its Neg in
+    float: MobileFaceNet's 33 PReLUs then ran its int8 graph 1.57x slower than fp32 on an AVX2 CPU, where
+    graphs without such nodes of 41M MACs and more ran int8 faster (``runtime.artifacts``). The input's
+    layout Transpose (fed to a QuantizeLinear) and the float head after the last QuantizeLinear (softmax,
+    L2 normalisation) do not count."""
+    graph = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    conversions = ("QuantizeLinear", "DequantizeLinear")
+    requantized: dict[str, bool] = {}  # node name -> a QuantizeLinear lies on some path after it
+
+    def reaches_quantize(node: onnx.NodeProto) -> bool:
+        key = node.name or id(node)
+        if key not in requantized:
+            requantized[key] = False  # a cycle (none in ONNX) cannot recurse forever
+            requantized[key] = any(after.op_type == "QuantizeLinear" or reaches_quantize(after)
+                                   for output in node.output for after in consumers.get(output, []))
+        return requantized[key]
+
+    return [node.name for node in graph.node if node.op_type not in conversions
+            and any(after.op_type not in conversions for output in node.output for after in consumers.get(output, []))
+            and reaches_quantize(node)]
+
+
 def quantize_onnx(fp32: onnx.ModelProto, dest: Path, calibration: np.ndarray, options: OnnxQuantOptions) -> None:
     """Write the int8 model to ``dest`` (a temporary working folder holds the intermediate files).
 

@@ -4,13 +4,14 @@ From an export folder, without ``--precision``: the artifact and thread count th
 ``edgecnn bench EXPORT --select`` measured fastest on a CPU of this fingerprint
 (``selection.json``), else a rule measured on both CPU kinds: int8 where the CPU has an int8 dot
 product (VNNI, AVX-VNNI, AMX, Arm's SDOT); where it has none, ONNX int8 for a model of at least
-``ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS`` (onnxruntime's int8 convolutions still beat fp32 there on large
-layers: ResNet-18-224 1.65x, MobileNetV2-224 1.19x on an AVX2 CPU, while LiteRT's int8 was no faster than
-its fp32) and fp32 for a smaller one (the 5.6M-MAC pedestrian classifier ran int8 1.37x slower: quantizing
-and dequantizing cost more than the int8 arithmetic saves; MobileFaceNet-112, at 221M MACs, is a measured
-exception the threshold gets wrong). The manifest is the contract: labels, preprocessing, tensor shapes,
-quantization and a sha256 per artifact; a model file that differs from it is refused before
-it is run, because its outputs would be silently wrong.
+``ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS`` whose int8 graph runs no node in float between int8 layers
+(onnxruntime's int8 convolutions still beat fp32 there on such models: ResNet-18-224 1.65x, a 41M-MAC
+ConvNet 1.42x on an AVX2 CPU, while LiteRT's int8 was no faster than its fp32), and fp32 otherwise: a
+smaller model (the 5.6M-MAC pedestrian classifier ran int8 1.37x slower: quantizing and dequantizing cost
+more than the int8 arithmetic saves) or one whose int8 graph converts back and forth in the middle
+(MobileFaceNet-112's PReLUs, 221M MACs, ran int8 1.57x slower). The manifest is the contract: labels,
+preprocessing, tensor shapes, quantization and a sha256 per artifact; a model file that differs from it is
+refused before it is run, because its outputs would be silently wrong.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from edge_cnn.manifest import MANIFEST_NAME, Artifact, Manifest, load_manifest
 # The rule's order of precisions on a CPU provider: with an int8 dot product, and without one.
 PRECISIONS_BY_CPU = {True: ("int8", "fp32"), False: ("fp32", "int8")}
 # From this many multiply-accumulates per forward pass (the manifest's ``macs``) the rule runs ONNX int8 on a
-# CPU without an int8 dot product. Measured on an AVX2 one (README, "Deployment choice on a CPU without VNNI"),
-# ONNX int8 / best fp32 file: 5.6M MACs 1.56, 15.7M 1.19 (slower); 41M-1.8G 0.61-0.87 (faster), except
-# MobileFaceNet-112 (221M) 1.57. The threshold keeps 41-98M models on fp32 (1.15-1.46x off): MACs alone do not
-# separate these models, ``bench --select`` does.
-ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS = 100_000_000
+# CPU without an int8 dot product, if its graph has no float node between int8 layers (the artifact's
+# ``optimization.float_nodes`` is 0). Measured on an AVX2 one (README, "Deployment choice on a CPU without
+# VNNI"), ONNX int8 / best fp32 file: 5.6M MACs 1.56, 15.7M 1.19 (slower); 41M-1.8G 0.61-0.87 (faster), except
+# MobileFaceNet-112 (221M MACs, 33 float Neg nodes of its PReLUs) 1.57. The threshold lies between 15.7M and
+# 41M, the nearest measured sizes on either side (their geometric mean, rounded).
+ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS = 25_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +102,28 @@ def choose(manifest: Manifest, backend: str = "auto", precision: str | None = No
         return Pick(manifest, artifact, threads, f"this CPU has an int8 dot product (VNNI/AMX/SDOT); {measure}")
     large = manifest.macs is not None and manifest.macs >= ONNX_INT8_WITHOUT_DOT_PRODUCT_MACS
     onnx_int8 = [a for a in manifest.artifacts if a.format == "onnx" and a.precision == "int8" and a.status == "OK"]
-    if large and onnx_int8 and backend in ("auto", "onnx"):
-        return Pick(manifest, _fastest(onnx_int8), threads,
-                    f"this CPU has no int8 dot product, but the model is large ({manifest.macs / 1e6:.0f}M MACs), where "
-                    f"onnxruntime's int8 measured faster than fp32; {measure}")
+    whole = [a for a in onnx_int8 if a.optimization.get("float_nodes") == 0]
+    if large and whole and backend in ("auto", "onnx"):
+        return Pick(manifest, _fastest(whole), threads,
+                    f"this CPU has no int8 dot product, but the model is large ({manifest.macs / 1e6:.0f}M MACs) and its "
+                    f"ONNX int8 graph is int8 throughout, where onnxruntime's int8 measured faster than fp32; {measure}")
     artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[False])
-    size = f"{manifest.macs / 1e6:.3g}M MACs" if manifest.macs is not None else "size not in the manifest"
     return Pick(manifest, artifact, threads,
-                f"this CPU has no int8 dot product, so int8 would be slower on this model ({size}); {measure}")
+                f"this CPU has no int8 dot product, so int8 would be slower on this model ({_why_not_int8(manifest, large, onnx_int8)}); "
+                f"{measure}")
+
+
+def _why_not_int8(manifest: Manifest, large: bool, onnx_int8: list[Artifact]) -> str:
+    """The rule's reason for fp32 on a CPU without an int8 dot product, in a few words."""
+    if manifest.macs is None:
+        return "size not in the manifest"
+    size = f"{manifest.macs / 1e6:.3g}M MACs"
+    if not large or not onnx_int8:
+        return size
+    counts = [a.optimization.get("float_nodes") for a in onnx_int8]
+    if any(count is None for count in counts):
+        return f"{size}; the ONNX int8 graph's float nodes are not in the manifest: re-export"
+    return f"{size}, but its ONNX int8 graph runs {min(counts)} nodes in float between int8 layers"
 
 
 def _listed(manifest: Manifest, path: Path) -> Artifact:
