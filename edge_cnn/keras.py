@@ -8,7 +8,7 @@ Every other module does ``from edge_cnn.keras import keras, tf``.
 
 import os
 
-from edge_cnn.quiet import native_stderr_silenced
+from edge_cnn.quiet import native_stderr_silenced, verbose
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,6 +24,11 @@ if tf.keras.Model is not keras.Model:  # tf.keras was resolved (to Keras 3) befo
         "tf.keras was used before edge_cnn.keras set TF_USE_LEGACY_KERAS=1, so it is Keras 3. "
         "Import edge_cnn.keras (or set TF_USE_LEGACY_KERAS=1) before touching tf.keras."
     )
+
+# TensorFlow's Python-side warnings ("... triggered tf.function retracing" when a study converts and times
+# model after model, deprecation notices) say nothing a user can act on: shown with --verbose only.
+if not verbose():
+    tf.get_logger().setLevel("ERROR")
 
 layers = keras.layers
 

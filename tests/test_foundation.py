@@ -262,3 +262,19 @@ def test_native_output_is_held_and_shown_again_when_the_block_fails():
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**__import__("os").environ, "EDGECNN_VERBOSE": "1"})
     assert loud.stderr.splitlines() == ["native chatter", "our line", "native context"]
+
+
+def test_tensorflow_python_warnings_are_shown_with_verbose_only():
+    """A study that converts model after model makes tf.function retrace, and TensorFlow logs a warning a
+    user can do nothing about; --verbose (EDGECNN_VERBOSE) shows it again."""
+    code = (
+        "from edge_cnn.keras import tf\n"
+        "tf.get_logger().warning('retracing chatter')\n"
+        "tf.get_logger().error('a real error')\n"
+    )
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "retracing chatter" not in quiet.stderr and "a real error" in quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "EDGECNN_VERBOSE": "1"})
+    assert "retracing chatter" in loud.stderr
