@@ -16,8 +16,9 @@ never trained on, so
 - validation is verification, not classification: after every epoch the validation images are embedded,
   same/different pairs among them (``edge_cnn.tasks.embed.identity_pairs``, fixed) are scored by cosine,
   and the history records ``val_accuracy`` (accuracy at the best threshold on those pairs), ``val_auc``
-  (ROC AUC) and ``val_loss`` = 1 - AUC (what the plateau rule, early stopping and the best-epoch choice
-  read: lower is better). ``loss``/``accuracy`` are the margin head's on the training people.
+  (ROC AUC) and ``val_loss`` = 1 - AUC (what the plateau rule and early stopping read: lower is better;
+  the best epoch, as for every task with an accuracy, is the highest ``val_accuracy``, ties broken by
+  ``val_loss``). ``loss``/``accuracy`` are the margin head's on the training people.
 
 ``labels.json`` lists the training people first (indices 0..T-1, the margin head's classes), then the
 validation and the test people, so every row of ``splits/*.csv`` names its person; ``data_report.json``
