@@ -102,13 +102,22 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
 
     table = build(numbers_wrap=False)
     natural = Console(width=10_000).measure(table)
+    # rich's minimum lets every column wrap; with only the first one wrapping the others need their whole
+    # cells, and rich would squeeze the first column (or a whole column) out of sight to make them fit
+    unwrapped = (first_width or 0) + sum(_longest(rows, c) for c in shown[1:]) + 2 * len(shown)
+    needed = max(natural.minimum, unwrapped)
     if wide:
         width = max(width, natural.maximum)
-    elif natural.minimum > width and len(rows) == 1:  # one result too wide: one line per field instead
+    elif needed > width and len(rows) == 1:  # one result too wide: one line per field instead
         return print_table([{"field": heading(c), "value": _cell(rows[0].get(c))} for c in shown], title=title)
-    elif natural.minimum > width:  # too many columns even unwrapped: let every cell wrap rather than vanish
+    elif needed > width:  # too many columns even unwrapped: let every cell wrap rather than vanish
         table = build(numbers_wrap=True)
     Console(width=width).print(table)
+
+
+def _longest(rows: Sequence[dict[str, Any]], column: str) -> int:
+    """Characters of a column's heading or its longest cell, whichever is more."""
+    return max([len(heading(column))] + [len(_cell(row.get(column))) for row in rows])
 
 
 def write_reports(

@@ -278,3 +278,23 @@ def test_tensorflow_python_warnings_are_shown_with_verbose_only():
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "EDGECNN_VERBOSE": "1"})
     assert "retracing chatter" in loud.stderr
+
+
+def test_a_table_with_a_long_text_column_keeps_every_column_in_sight(capsys, monkeypatch):
+    """A study table (a method name, six numbers, a long note) at 100 columns: rich would squeeze the first
+    column and a number column out of sight if only the first one could wrap; every heading and every
+    method must be printed, on lines no wider than the terminal."""
+    from edge_cnn.report import print_table
+
+    monkeypatch.setenv("COLUMNS", "100")
+    columns = ["Method", "Accuracy (%)", "Std (pp)", "TAR@FAR 1e-3 (%)", "AUC", "ms per face", "Model size (MB)", "Note"]
+    rows = [dict(zip(columns, values)) for values in (
+        ("Raw pixels (48x60 grey, cosine)", 62.33, 2.51, 1.5, 0.6705, 0.378, 0, ""),
+        ("Eigenfaces (PCA 100, whitened, cosine)", 69.7, 2.48, 8, 0.7698, 0.37, 1.164,
+         "PCA fitted per fold on the other folds' images"),
+        ("dlib ResNet (face_recognition)", 97.97, 0.55, 74.9, 0.9969, 105.7, 22.47,
+         "whole crop as the face box; minus Euclidean distance"))]
+    print_table(rows, columns, title="baselines")
+    output = capsys.readouterr().out
+    assert all(name in output for name in ("Method", "AUC", "Raw pixels", "Eigenfaces", "dlib ResNet", "0.7698"))
+    assert max(len(line) for line in output.splitlines()) <= 100
