@@ -550,9 +550,16 @@ def test_no_measurement_rule_follows_the_cpu_and_the_model_size(env, tmp_path, c
     onnx_int8 = dataclasses.asdict(_artifact(folder, "model_int8.onnx", "int8", lambda info: "probabilities"))
     onnx_int8["optimization"] = {"float_nodes": 0}
     _edit_manifest(folder, lambda data: data.update(macs=LARGE // 100, artifacts=[*data["artifacts"], onnx_int8]))
+
+    def onnx_fp32_timed_fastest_at_export(data):
+        for artifact in data["artifacts"]:
+            artifact["parity"]["latency_p50_ms"] = 0.001 if (artifact["format"], artifact["precision"]) == ("onnx", "fp32") else 9.0
+
+    _edit_manifest(folder, onnx_fp32_timed_fastest_at_export)
     cpu(AVX2_CPU)
-    plain = Predictor.load(folder)
-    assert plain.artifact.precision == "fp32" and "no int8 dot product" in plain.describe()
+    plain = Predictor.load(folder)  # LiteRT's fp32 file, whatever the export machine timed
+    assert plain.kind == "tflite fp32" and "no int8 dot product" in plain.describe()
+    assert Predictor.load(folder, backend="onnx").kind == "onnx fp32"
     assert Predictor.load(folder, precision="int8").kind == "tflite int8"  # asked for: given
     _edit_manifest(folder, lambda data: data.update(macs=LARGE))
     large = Predictor.load(folder)
