@@ -115,7 +115,7 @@ def choose(manifest: Manifest, backend: str = "auto", precision: str | None = No
                     f"ONNX int8 graph is int8 throughout, where onnxruntime's int8 measured faster than fp32; {measure}")
     litert_fp32 = [a for a in manifest.artifacts
                    if a.format == FP32_WITHOUT_DOT_PRODUCT and a.precision == "fp32" and a.status == "OK"]
-    if litert_fp32 and backend in ("auto", FP32_WITHOUT_DOT_PRODUCT) and provider == "cpu":
+    if litert_fp32 and backend in ("auto", FP32_WITHOUT_DOT_PRODUCT):
         artifact = litert_fp32[0]  # not by the export machine's timing: see FP32_WITHOUT_DOT_PRODUCT
     else:
         artifact = select(manifest, backend, None, provider, PRECISIONS_BY_CPU[False])
