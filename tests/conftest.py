@@ -134,8 +134,8 @@ def bomb(tmp_path_factory) -> Path:
 
 def pytest_addoption(parser):
     parser.addoption("--heavy", action="store_true",
-                     help="also run the tests marked heavy (NASNet, Inception v3 and Inception-ResNet v2 exports and "
-                     "weight loads: about 10 minutes more on 2 cores)")
+                     help="also run the tests marked heavy (the largest exports, weight loads and counts: about 20 minutes "
+                     "more on 2 cores)")
 
 
 def pytest_collection_modifyitems(config, items):

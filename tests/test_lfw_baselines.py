@@ -6,6 +6,7 @@ impostor pair (AUC 1). Raw pixels and LBP must also verify every pair at the thr
 folds; whitened Eigenfaces estimates each component's spread from only 32 people here, so an unseen
 impostor pair can land near the threshold and it must reach 90% rather than 100%."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -74,12 +75,13 @@ def test_every_baseline_verifies_the_known_answer(people, tmp_path):
         else:
             assert row["Accuracy (%)"] == 100.0 and row["Std (pp)"] == 0.0, row
     (dlib,) = [row for method, row in rows.items() if method.startswith("dlib")]
-    try:
-        import face_recognition  # noqa: F401
-    except ImportError:
+    if not all(importlib.util.find_spec(name) for name in ("face_recognition", "face_recognition_models")):
         assert dlib["Note"].startswith("skipped: face_recognition is not installed")
-    else:
-        assert dlib["Accuracy (%)"] == 100.0
+    else:  # dlib's network embeds faces, not these textures: measured, with no known answer
+        assert 0.0 <= dlib["Accuracy (%)"] <= 100.0 and dlib["ms per face"] > 0 and 0.0 <= dlib["AUC"] <= 1.0, dlib
+    from PIL import ImageFile
+
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES  # importing face_recognition turns it on; the runtime needs it off
 
 
 def test_dlib_row_is_skipped_cleanly_where_absent(people, monkeypatch):

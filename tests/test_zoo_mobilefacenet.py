@@ -69,6 +69,7 @@ def test_bad_options_are_refused_clearly(options, message):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 70 s on 2 cores (two conversions of 50 layers); the embed export's parity is in test_embed_task
 def test_exports_full_integer_tflite_with_an_int8_embedding(square_images, tmp_path):
     """32x32, alpha 0.25: the same layers and ops as at 112; int8 in and out, PReLU run as int8 PRELU,
     and the embedding output's parity (cosine) with Keras recorded."""

@@ -138,7 +138,10 @@ def test_mobilenet_v3_params_equal_keras_and_macs_the_paper(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["nasnet_mobile", "inception_v3", "xception", "inception_resnet_v2"])
+@pytest.mark.parametrize("name", [
+    "inception_v3", "xception",
+    *(pytest.param(name, marks=pytest.mark.heavy) for name in ("nasnet_mobile", "inception_resnet_v2")),  # 16-17 s each
+])
 def test_large_family_params_equal_keras_and_macs_the_published_figures(name):
     assert_matches_keras_applications(name)
 
@@ -259,7 +262,7 @@ def classifier_input(model):
         ("mobilenet_v3_small", 32, {}),
         ("mobilenet_v3_large", 32, {"alpha": 0.75, "minimalistic": True}),
         ("xception", 71, {}),
-        ("inception_v3", 75, {}),
+        pytest.param("inception_v3", 75, {}, marks=[pytest.mark.slow, pytest.mark.heavy]),  # 16 s on 2 cores
         pytest.param("nasnet_mobile", 32, {}, marks=[pytest.mark.slow, pytest.mark.heavy]),
         pytest.param("inception_resnet_v2", 75, {}, marks=[pytest.mark.slow, pytest.mark.heavy]),
     ],

@@ -143,7 +143,10 @@ LARGE_EFFICIENTNET_PARAMS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(LARGE_EFFICIENTNET_PARAMS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.heavy) if name in ("efficientnet_b6", "efficientnet_b7") else name  # 7-10 s each
+    for name in LARGE_EFFICIENTNET_PARAMS
+])
 def test_large_efficientnet_param_count_equals_torchvision(name):
     # GAP head: the count does not depend on the input size, so 32x32 stands in for 260..600 px.
     model = zoo.build(name, input_shape=(32, 32, 3))

@@ -174,13 +174,18 @@ def eigenfaces_bytes(components: int = COMPONENTS) -> int:
 
 def dlib_rows(pairs: Pairs, test_folds: Sequence[int] | None = None) -> list[dict]:
     """dlib's ResNet via ``face_recognition`` when installed; a skipped row otherwise."""
+    from PIL import ImageFile
+
     method = "dlib ResNet (face_recognition)"
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         import face_recognition
         import face_recognition_models
     except ImportError:
         return [skipped_row(method, "skipped: face_recognition is not installed "
                                     "(pip install face_recognition_models dlib-bin face_recognition)")]
+    finally:  # importing face_recognition makes Pillow accept truncated images process-wide; the runtime must not
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
 
     def encode(paths: Sequence[str]) -> np.ndarray:
         vectors = []
