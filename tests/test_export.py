@@ -1,5 +1,6 @@
 """Export stage: round trips, parity, manifest, int8, QAT, pruning, clustering, failures and bad input."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -691,6 +692,32 @@ def test_channel_pruned_model_trains_exports_and_passes_parity(tiny_run_dir, tmp
     assert facts["method"] == "prune_channels" and len(facts["fine_tune_loss"]) == 1
     assert facts["channels_kept"] == {"conv0": {"kept": 4, "of": 8}, "conv1": {"kept": 8, "of": 16}}
     assert facts["macs_after"] < facts["macs_before"] and facts["params_after"] < facts["params_before"]
+    assert facts["augment"] == {}  # a run without config.yaml: plain fine-tuning
+
+
+def test_channel_pruning_fine_tunes_with_the_runs_augmentation(tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    (run / "config.yaml").write_text("hflip: true\nbrightness: 0.1\nmixup: 0.2\n")
+    result = export(run, prune_channels=0.5, prune_epochs=1, format="tflite")
+    facts = result.manifest.artifacts[0].optimization
+    assert facts["augment"] == {"horizontal_flip": True, "brightness": 0.1}  # mixup mixes labels: left out
+    assert [row["Status"] for row in result.rows] == ["OK"]
+
+
+def test_the_augmenter_works_in_model_space():
+    """Pixels -> spec -> augmenter: a flip-only augmentation gives back each normalized image or its mirror."""
+    from edge_cnn.data import AugmentConfig
+    from edge_cnn.export.optimize import model_space_augmenter
+
+    spec = PreprocessSpec(height=8, width=8, scale=1 / 127.5, mean=(1.0,), std=(0.5,))
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3)).astype(np.uint8)
+    batch = spec.normalize(pixels)
+    augmented = np.asarray(model_space_augmenter(spec, AugmentConfig(horizontal_flip=True))(batch))
+    same = np.isclose(augmented, batch, atol=1e-5).all(axis=(1, 2, 3))
+    mirrored = np.isclose(augmented, batch[:, :, ::-1], atol=1e-5).all(axis=(1, 2, 3))
+    assert (same | mirrored).all() and same.any() and mirrored.any()
+    assert model_space_augmenter(spec, None) is None
+    assert model_space_augmenter(dataclasses.replace(spec, layout="NCHW"), AugmentConfig(horizontal_flip=True)) is None
 
 
 @pytest.mark.parametrize(

@@ -198,8 +198,10 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int, log: Callab
         optimize.require_tf_keras(src.model)
         thinner, facts = channels.prune_channels(src.model, float(config.prune_channels))
         facts["epochs"] = int(config.prune_epochs)
+        facts["augment"] = _active(src.augment)
         facts["fine_tune_loss"] = optimize._fine_tune(
-            thinner, x, y, int(config.prune_epochs), verbose, ends_in_softmax(src.model)
+            thinner, x, y, int(config.prune_epochs), verbose, ends_in_softmax(src.model),
+            augment=optimize.model_space_augmenter(src.spec, src.augment),
         )
         return thinner, f"model_channels{round(100 * float(config.prune_channels))}", facts
     if config.target_latency is not None:
@@ -213,8 +215,8 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
               log: Callable[[str], None]):
     """NetAdapt down to ``--target-latency`` (real fp32 TFLite timings on this CPU), its proposals scored on the
     validation split or, in a run without one, on a fixed held-out fifth of the training split (which the
-    proposals then do not train on); then the final fine-tune of ``--prune-epochs`` on the whole training split,
-    unless nothing was pruned (the source model already met the target and is exported as it is)."""
+    proposals then do not train on); then the final fine-tune of ``--prune-epochs`` on the whole training split
+    with the run's augmentation, unless nothing was pruned (the source model already met the target and is exported as it is)."""
     from edge_cnn.export import netadapt, optimize
 
     optimize.require_tf_keras(src.model)
@@ -232,9 +234,18 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
     facts["validation"] = validation
     epochs = int(config.prune_epochs) if facts["iterations"] else 0
     facts["epochs"] = epochs
+    facts["augment"] = _active(src.augment)
+    augment = optimize.model_space_augmenter(src.spec, src.augment)
     probabilities = ends_in_softmax(src.model)
-    facts["fine_tune_loss"] = optimize._fine_tune(thinner, x, y, epochs, verbose, probabilities) if epochs else []
+    facts["fine_tune_loss"] = (
+        optimize._fine_tune(thinner, x, y, epochs, verbose, probabilities, augment=augment) if epochs else []
+    )
     return thinner, facts
+
+
+def _active(augment) -> dict[str, Any]:
+    """The augmentation options a fine-tune used, for the manifest (empty: none)."""
+    return {key: value for key, value in augment.to_dict().items() if value} if augment is not None else {}
 
 
 # --- one artifact -------------------------------------------------------------------

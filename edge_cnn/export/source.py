@@ -40,6 +40,7 @@ class ExportSource:
     test_origin: str = "test split"  # where the parity images come from, for the report
     truths: dict[str, Any] = dataclasses.field(default_factory=dict)  # a box-annotated run's ground truth by path
     val: Items = dataclasses.field(default_factory=list)  # the run's validation split (NetAdapt scores on it)
+    augment: Any = None  # the run's per-image augmentation (an AugmentConfig), which channel pruning fine-tunes with
 
     @property
     def test_labelled(self) -> bool:
@@ -94,7 +95,22 @@ def load_source(
         task=task,
         truths=_truths(RunDir(path), task) if path.is_dir() else {},
         val=_read_split(RunDir(path), "val") if path.is_dir() else [],
+        augment=_augmentation(RunDir(path), task) if path.is_dir() else None,
     )
+
+
+def _augmentation(run: RunDir, task: str):
+    """The per-image augmentation a class-folder run trained with (mixup and cutmix left out: they mix labels),
+    or None: a run without config.yaml or without augmentation, and box or identity runs, whose augmentation
+    moves boxes or pairs images and which export does not fine-tune."""
+    if get_task(task).data_kind != "folder" or not run.config_path.is_file():
+        return None
+    from edge_cnn.data import AugmentConfig
+    from edge_cnn.train.config import TrainConfig
+
+    values = TrainConfig.load(run.config_path).augment_values()
+    augment = AugmentConfig.from_dict({**values, "mixup": 0.0, "cutmix": 0.0})
+    return augment if augment.changes_pixels else None
 
 
 def _truths(run: RunDir, task: str) -> dict[str, Any]:
