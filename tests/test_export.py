@@ -697,7 +697,7 @@ def test_channel_pruned_model_trains_exports_and_passes_parity(tiny_run_dir, tmp
 
 def test_channel_pruning_fine_tunes_with_the_runs_augmentation(tiny_run_dir, tmp_path):
     run = copy_run(tiny_run_dir, tmp_path)
-    (run / "config.yaml").write_text("hflip: true\nbrightness: 0.1\nmixup: 0.2\n")
+    (run / "config.yaml").write_text("hflip: true\nbrightness: 0.1\nmixup: 0.2\nretired_setting: 1\n")  # another version's
     result = export(run, prune_channels=0.5, prune_epochs=1, format="tflite")
     facts = result.manifest.artifacts[0].optimization
     assert facts["augment"] == {"horizontal_flip": True, "brightness": 0.1}  # mixup mixes labels: left out

@@ -216,7 +216,8 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
     """NetAdapt down to ``--target-latency`` (real fp32 TFLite timings on this CPU), its proposals scored on the
     validation split or, in a run without one, on a fixed held-out fifth of the training split (which the
     proposals then do not train on); then the final fine-tune of ``--prune-epochs`` on the whole training split
-    with the run's augmentation, unless nothing was pruned (the source model already met the target and is exported as it is)."""
+    with the run's augmentation, unless nothing was pruned (the source model already met the target and is
+    exported as it is)."""
     from edge_cnn.export import netadapt, optimize
 
     optimize.require_tf_keras(src.model)

@@ -102,13 +102,17 @@ def load_source(
 def _augmentation(run: RunDir, task: str):
     """The per-image augmentation a class-folder run trained with (mixup and cutmix left out: they mix labels),
     or None: a run without config.yaml or without augmentation, and box or identity runs, whose augmentation
-    moves boxes or pairs images and which export does not fine-tune."""
+    moves boxes or pairs images and which export does not fine-tune. Settings this version does not know
+    (a run trained by another one) are ignored: every export reads this, pruning or not."""
     if get_task(task).data_kind != "folder" or not run.config_path.is_file():
         return None
     from edge_cnn.data import AugmentConfig
+    from edge_cnn.recipes import load_recipe
     from edge_cnn.train.config import TrainConfig
 
-    values = TrainConfig.load(run.config_path).augment_values()
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    settings = {key: value for key, value in load_recipe(run.config_path).items() if key in known}
+    values = TrainConfig.from_dict(settings).augment_values()
     augment = AugmentConfig.from_dict({**values, "mixup": 0.0, "cutmix": 0.0})
     return augment if augment.changes_pixels else None
 
