@@ -695,6 +695,47 @@ def test_channel_pruned_model_trains_exports_and_passes_parity(tiny_run_dir, tmp
     assert facts["augment"] == {}  # a run without config.yaml: plain fine-tuning
 
 
+def test_per_layer_channel_counts_export_the_epoch_best_on_validation(tiny_run_dir, tmp_path):
+    """LAYER=N keeps N channels of that convolution only; the fine-tune keeps its lowest-validation-loss epoch,
+    and the artifact has that epoch's validation loss."""
+    from edge_cnn.runtime import Predictor
+    from edge_cnn.run_dir import RunDir
+
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, prune_channels="conv0=3", prune_epochs=3, format="tflite")
+    assert [row["File"] for row in result.rows] == ["model_channels_3_fp32.tflite"]
+    facts = result.manifest.artifacts[0].optimization
+    assert facts["channels_kept"] == {"conv0": {"kept": 3, "of": 8}}
+    assert len(facts["val_loss_per_epoch"]) == len(facts["val_accuracy_per_epoch"]) == 3
+    assert facts["val_loss_per_epoch"][facts["kept_epoch"] - 1] == min(facts["val_loss_per_epoch"])
+    paths, labels = zip(*RunDir(run).read_split("val"))
+    probabilities = Predictor.load(run / "export", backend="tflite", precision="fp32").probabilities(list(paths))
+    loss = -np.mean(np.log(probabilities[np.arange(len(labels)), labels]))
+    assert loss == pytest.approx(min(facts["val_loss_per_epoch"]), abs=1e-3)
+
+
+def test_best_on_validation_restores_the_best_epochs_weights():
+    """After fit, the model holds the weights it had at the end of its lowest-validation-loss epoch, not the
+    last epoch's."""
+    from edge_cnn.export.optimize import BestOnValidation
+    from edge_cnn.keras import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 2, 64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    snapshots = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: weights.append(model.get_weights()))
+    weights: list = []
+    keeper = BestOnValidation(x[:16], y[:16])
+    model.fit(x[16:], y[16:], epochs=5, batch_size=8, verbose=0, callbacks=[snapshots, keeper])
+    best = keeper.facts()["kept_epoch"]
+    assert best == 1 + keeper.losses.index(min(keeper.losses))
+    for restored, kept in zip(model.get_weights(), weights[best - 1]):
+        np.testing.assert_array_equal(restored, kept)
+    assert best == 5 or not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights[-1]))
+
+
 def test_channel_pruning_fine_tunes_with_the_runs_augmentation(tiny_run_dir, tmp_path):
     run = copy_run(tiny_run_dir, tmp_path)
     (run / "config.yaml").write_text("hflip: true\nbrightness: 0.1\nmixup: 0.2\nretired_setting: 1\n")  # another version's
@@ -722,7 +763,10 @@ def test_the_augmenter_works_in_model_space():
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--prune-channels", "1.5"], "between 0 and 1"), (["--prune-channels", "0.5", "--prune", "0.5"], "exclusive")],
+    [(["--prune-channels", "1.5"], "between 0 and 1"), (["--prune-channels", "0.5", "--prune", "0.5"], "exclusive"),
+     (["--prune-channels", "conv0=x"], "LAYER=CHANNELS_KEPT"), (["--prune-channels", "half"], "neither a fraction"),
+     (["--prune-channels", "conv9=2"], "conv9 cannot lose channels"),
+     (["--prune-channels", "conv0=99"], "more channels than the layer has")],
 )
 def test_bad_channel_pruning_exits_2(args, message, tiny_run_dir, tmp_path):
     outcome = CliRunner().invoke(main, ["export", str(copy_run(tiny_run_dir, tmp_path)), *args])

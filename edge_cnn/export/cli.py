@@ -86,10 +86,11 @@ DEFAULTS = ExportConfig()  # every default is defined there once
 @click.option("--prune-epochs", default=DEFAULTS.prune_epochs, show_default=True)
 @click.option(
     "--prune-channels",
-    type=float,
     default=DEFAULTS.prune_channels,
-    help="Remove this fraction (0..1) of each prunable convolution's channels (smallest BN |gamma|): a thinner, "
-    "faster model, fine-tuned for --prune-epochs.",
+    metavar="F|LAYER=N,...",
+    help="Remove this fraction (0..1) of each prunable convolution's channels (smallest BN |gamma|), or keep N "
+    "channels of each named convolution (the others keep all): a thinner, faster model, fine-tuned for "
+    "--prune-epochs with the run's augmentation, keeping the epoch of lowest val-split loss.",
 )
 @click.option(
     "--target-latency",
@@ -128,6 +129,7 @@ def export(source: str, wide: bool, **options) -> None:
       edgecnn export runs/ped --int8 --qat --qat-epochs 2      # quantization-aware training first
       edgecnn export runs/ped --prune 0.5 --prune-epochs 2     # 50% magnitude pruning
       edgecnn export runs/ped --prune-channels 0.5             # half the channels: fewer MACs
+      edgecnn export runs/ped --prune-channels stage1_conv=8,stage2_conv=16 --prune-epochs 60   # per layer
       edgecnn export runs/ped --target-latency 2               # NetAdapt: prune to 2 ms on this CPU
       edgecnn export runs/mnv2 --int8 --onnx-float-ops DepthwiseConv   # ONNX int8 with float depthwise convs
       edgecnn export runs/ped --cluster 16 --out runs/ped/export_c16

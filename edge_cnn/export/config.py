@@ -43,7 +43,7 @@ class ExportConfig:
     qat_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     prune: float | None = None
     prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS  # also the fine-tuning of prune_channels and target_latency
-    prune_channels: float | None = None
+    prune_channels: float | str | dict[str, int] | None = None  # a fraction, or LAYER=CHANNELS_KEPT items
     target_latency: float | None = None  # ms of fp32 TFLite on this CPU, 1 thread: NetAdapt channel pruning
     cluster: int | None = None
     cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
@@ -55,6 +55,11 @@ class ExportConfig:
     def formats(self) -> list[str]:
         """The requested format names (unknown ones are refused by ``validate``)."""
         return _names(self.format)
+
+    @property
+    def channel_plan(self) -> float | dict[str, int] | None:
+        """``prune_channels`` parsed: a fraction of every convolution, or the channels kept per named one."""
+        return None if self.prune_channels is None else channel_plan(self.prune_channels)
 
     @property
     def optimizing(self) -> bool:
@@ -88,6 +93,30 @@ class ExportConfig:
         return self
 
 
+def channel_plan(value: float | str | dict[str, int]) -> float | dict[str, int]:
+    """``--prune-channels``' two forms -> a fraction of every prunable convolution (``0.5``), or the channels
+    each named convolution keeps (``stage1_conv=8,stage2_conv=16``, or that dict); checked, names not yet
+    (they belong to a model: ``keep_channels`` checks them)."""
+    if isinstance(value, dict) or (isinstance(value, str) and "=" in value):
+        pairs = value.items() if isinstance(value, dict) else (item.partition("=")[::2] for item in value.split(","))
+        plan = {}
+        for name, count in pairs:
+            name, count = str(name).strip(), str(count).strip()
+            if not name or not count.isdigit() or int(count) < 1:
+                raise EdgeCNNError(f"--prune-channels {value}: each item is LAYER=CHANNELS_KEPT with at least 1 "
+                                   "channel (e.g. stage1_conv=8,stage2_conv=16)")
+            plan[name] = int(count)
+        return plan
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise EdgeCNNError(f"--prune-channels {value} is neither a fraction (e.g. 0.5) nor LAYER=CHANNELS_KEPT "
+                           "items (e.g. stage1_conv=8,stage2_conv=16)") from None
+    if not 0.0 < fraction < 1.0:
+        raise EdgeCNNError(f"--prune-channels {value} must be a fraction between 0 and 1 (e.g. 0.5)")
+    return fraction
+
+
 def _names(value: Sequence[str] | str) -> list[str]:
     """A comma list or a sequence of names -> the names, blanks dropped."""
     text = value.split(",") if isinstance(value, str) else value
@@ -112,8 +141,8 @@ def _check_options(
         raise EdgeCNNError("--qat produces int8 artifacts: drop --fp16/--dynamic-range")
     if prune is not None and not 0.0 < float(prune) < 1.0:
         raise EdgeCNNError(f"--prune {prune} must be a sparsity between 0 and 1 (e.g. 0.5)")
-    if prune_channels is not None and not 0.0 < float(prune_channels) < 1.0:
-        raise EdgeCNNError(f"--prune-channels {prune_channels} must be a fraction between 0 and 1 (e.g. 0.5)")
+    if prune_channels is not None:
+        channel_plan(prune_channels)
     if target_latency is not None and not float(target_latency) > 0.0:
         raise EdgeCNNError(f"--target-latency {target_latency} must be a latency above 0 milliseconds (e.g. 5)")
     if cluster is not None and int(cluster) < 2:

@@ -194,16 +194,17 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int, log: Callab
     if config.prune is not None:
         optimized, facts = optimize.prune(src.model, x, y, float(config.prune), int(config.prune_epochs), verbose)
         return optimized, f"model_pruned{round(100 * float(config.prune))}", facts
-    if config.prune_channels is not None:
+    plan = config.channel_plan
+    if plan is not None:
         optimize.require_tf_keras(src.model)
-        thinner, facts = channels.prune_channels(src.model, float(config.prune_channels))
-        facts["epochs"] = int(config.prune_epochs)
-        facts["augment"] = _active(src.augment)
-        facts["fine_tune_loss"] = optimize._fine_tune(
-            thinner, x, y, int(config.prune_epochs), verbose, ends_in_softmax(src.model),
-            augment=optimize.model_space_augmenter(src.spec, src.augment),
-        )
-        return thinner, f"model_channels{round(100 * float(config.prune_channels))}", facts
+        if isinstance(plan, dict):
+            thinner, facts = channels.keep_channels(src.model, plan)
+            stem = "model_channels_" + "-".join(str(kept["kept"]) for kept in facts["channels_kept"].values())
+        else:
+            thinner, facts = channels.prune_channels(src.model, plan)
+            stem = f"model_channels{round(100 * plan)}"
+        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts)
+        return thinner, stem, facts
     if config.target_latency is not None:
         thinner, facts = _netadapt(src, config, x, y, verbose, log)
         return thinner, "model_netadapt", facts
@@ -233,15 +234,29 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
         src.model, x_search, y_search, x_val, y_val, float(config.target_latency), netadapt.tflite_latency_ms, log=log
     )
     facts["validation"] = validation
-    epochs = int(config.prune_epochs) if facts["iterations"] else 0
+    if facts["iterations"]:
+        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts)
+    else:
+        facts.update(epochs=0, augment={}, fine_tune_loss=[])
+    return thinner, facts
+
+
+def _fine_tune_thinner(src: ExportSource, thinner, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int,
+                       facts: dict[str, Any]) -> None:
+    """The final fine-tune of a channel-pruned model on the whole training split, with the run's augmentation,
+    keeping the epoch of lowest val-split loss where the run has one (``optimize.BestOnValidation``; else
+    the last); what it did goes into ``facts``."""
+    from edge_cnn.export import optimize
+
+    keeper = optimize.BestOnValidation(*src.load(src.val)) if src.val else None
     facts["epochs"] = epochs
     facts["augment"] = _active(src.augment)
-    augment = optimize.model_space_augmenter(src.spec, src.augment)
-    probabilities = ends_in_softmax(src.model)
-    facts["fine_tune_loss"] = (
-        optimize._fine_tune(thinner, x, y, epochs, verbose, probabilities, augment=augment) if epochs else []
+    facts["fine_tune_loss"] = optimize._fine_tune(
+        thinner, x, y, epochs, verbose, ends_in_softmax(src.model), callbacks=[keeper] if keeper else (),
+        augment=optimize.model_space_augmenter(src.spec, src.augment),
     )
-    return thinner, facts
+    facts.update(keeper.facts() if keeper else {"kept_epoch": epochs, "val_loss_per_epoch": [],
+                                                "val_accuracy_per_epoch": []})
 
 
 def _active(augment) -> dict[str, Any]:

@@ -12,7 +12,8 @@ best / the best hand-made file's (target <= 1.0), and ONNX int8 / fp32 per opera
 (which layers make int8 pay or cost on this CPU). Zoo models have random weights (timing only), and
 are calibrated on noise images; ``--run`` adds a trained run directory (e.g. the pedestrian recipe's).
 With ``--prune-channels F`` the run is also exported thinner (``edgecnn export --prune-channels F``: the
-fraction F of each prunable convolution's channels removed, then fine-tuned for ``--prune-epochs``), or with
+fraction F of each prunable convolution's channels removed, or LAYER=CHANNELS_KEPT items, then fine-tuned
+for ``--prune-epochs``, keeping the epoch of lowest validation loss), or with
 ``--target-latency MS`` by NetAdapt (``edgecnn export --target-latency MS``: channels removed layer by layer
 where validation accuracy suffers least, until TFLite fp32 takes MS on this CPU), and its artifacts
 ("edgecnn pruned ...") are timed in the same rounds; the summary adds issue 17's ratio,
@@ -24,6 +25,8 @@ the summary's "best mixed / best fp32" says whether int8 where it pays and float
     nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --prune-channels 0.5 --prune-epochs 10 --models ""
+    nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models "" --prune-epochs 60 \
+        --prune-channels stage1_conv=8,stage2_conv=16,stage3_conv=48
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --target-latency 0.08 --prune-epochs 10 --models ""
     nice edgecnn study deploy --work /tmp/deploy --mixed DepthwiseConv --mixed MaxPool,Add
 """
@@ -176,7 +179,8 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
 
     folder = work / label
     folder.mkdir(parents=True, exist_ok=True)
-    pruned_folder = folder / ("export_" + "_".join(f"{key}{value}" for key, value in sorted((prune or {}).items())))
+    pruned_folder = folder / ("export_" + "_".join(f"{key}{value}".replace("=", "").replace(",", "-")
+                                                   for key, value in sorted((prune or {}).items())))
     exports = {"edgecnn": folder / "export", **({PRUNED: pruned_folder} if prune else {})}
     for prefix, export_dir in exports.items():
         if not (export_dir / "manifest.json").is_file():
@@ -239,8 +243,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every runtime [1]")
     parser.add_argument("--runs", type=int, default=50, help="calls per timing [50]")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds [5]")
-    parser.add_argument("--prune-channels", type=float,
-                        help="with --run: also export it with this fraction of channels pruned, timed alongside")
+    parser.add_argument("--prune-channels", metavar="F|LAYER=N,...",
+                        help="with --run: also export it with this fraction of channels pruned (or these channels "
+                             "kept per named convolution: `edgecnn export --prune-channels`), timed alongside")
     parser.add_argument("--target-latency", type=float, metavar="MS",
                         help="with --run: instead of --prune-channels, prune it with NetAdapt to this TFLite fp32 "
                              "latency on this CPU (`edgecnn export --target-latency`), timed alongside")
