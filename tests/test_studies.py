@@ -152,15 +152,17 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
         "Conv", "MaxPool", "(quantize/dequantize)", "(layout reorder)", "Add"]
 
 
-def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, tmp_path, capsys):
+def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, square_images, tmp_path, capsys):
     """--prune-channels: the run's thinner export is timed in the same rounds, the summary holds the speed-up
-    over the run's TFLite fp32 and the accuracy lost, both computed from the rows; without --run it is refused."""
+    over the run's TFLite fp32 and the accuracy lost, both computed from the rows, and with --photos the same
+    ratio for detection end to end; without --run (or --photos without a pruning) it is refused."""
     import json
 
     from edge_cnn.studies.deploy_choice import main
 
     assert main(["--work", str(tmp_path), "--models", "", "--run", str(tiny_run_dir), "--prune-channels", "0.5",
-                 "--prune-epochs", "1", "--runs", "5", "--rounds", "1"]) == 0
+                 "--prune-epochs", "1", "--runs", "5", "--rounds", "1", "--photos", str(square_images),
+                 "--photo-count", "2"]) == 0
     rows = {row["Artifact"]: row for row in json.loads((tmp_path / "deploy_artifacts.json").read_text())["rows"]}
     assert {"edgecnn pruned tflite fp32", "edgecnn pruned onnx int8", "edgecnn tflite fp32"} <= set(rows)
     assert all(rows[name]["Test accuracy (%)"] is not None for name in rows if name.startswith("edgecnn"))
@@ -170,6 +172,8 @@ def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, t
         rows["edgecnn tflite fp32"]["p50 (ms)"] / rows[pruned]["p50 (ms)"])
     assert summary["Pruned accuracy drop (pp)"] == pytest.approx(
         rows["edgecnn tflite fp32"]["Test accuracy (%)"] - rows[pruned]["Test accuracy (%)"])
+    today_ms, pruned_ms = summary["Detect ms/photo, TFLite fp32"], summary["Detect ms/photo, pruned default"]
+    assert today_ms > 0 and pruned_ms > 0 and summary["Detect: TFLite fp32 / pruned"] == pytest.approx(today_ms / pruned_ms)
     pruned_export = tmp_path / tiny_run_dir.name / "export_prune_channels0.5_prune_epochs1"
     manifest = json.loads((pruned_export / "manifest.json").read_text())
     assert manifest["artifacts"][0]["optimization"]["method"] == "prune_channels"
@@ -179,3 +183,6 @@ def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, t
     with pytest.raises(SystemExit) as exited:
         main(["--work", str(tmp_path), "--run", str(tiny_run_dir), "--prune-channels", "0.5", "--target-latency", "1"])
     assert exited.value.code == 2 and "give one" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--work", str(tmp_path), "--run", str(tiny_run_dir), "--photos", str(square_images)])
+    assert exited.value.code == 2 and "--prune-channels" in capsys.readouterr().err

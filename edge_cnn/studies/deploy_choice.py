@@ -18,7 +18,8 @@ for ``--prune-epochs``, keeping the epoch of lowest validation loss), or with
 where validation accuracy suffers least, until TFLite fp32 takes MS on this CPU), and its artifacts
 ("edgecnn pruned ...") are timed in the same rounds; the summary adds issue 17's ratio,
 the run's TFLite fp32 p50 / the pruned export's default p50 (target >= 1.5), and the test accuracy lost
-(export's parity accuracy on the run's test split; target <= 0.5 pp). Each ``--mixed OPS`` adds an ONNX int8
+(export's parity accuracy on the run's test split; target <= 0.5 pp); ``--photos DIR`` adds the same ratio end to
+end, ``edgecnn detect``'s sliding window per photo (file to boxes). Each ``--mixed OPS`` adds an ONNX int8
 export that keeps those op types in float (``edgecnn export --onnx-float-ops OPS``), timed in the same rounds;
 the summary's "best mixed / best fp32" says whether int8 where it pays and float elsewhere beats fp32 (< 1).
 
@@ -26,7 +27,7 @@ the summary's "best mixed / best fp32" says whether int8 where it pays and float
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --prune-channels 0.5 --prune-epochs 10 --models ""
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models "" --prune-epochs 60 \
-        --prune-channels stage1_conv=8,stage2_conv=16,stage3_conv=48
+        --prune-channels stage1_conv=8,stage2_conv=16,stage3_conv=48 --photos ../shared/data/pennfudan/images
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --target-latency 0.08 --prune-epochs 10 --models ""
     nice edgecnn study deploy --work /tmp/deploy --mixed DepthwiseConv --mixed MaxPool,Add
 """
@@ -40,12 +41,14 @@ import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export.config import DEFAULT_FINE_TUNE_EPOCHS
+from edge_cnn.preprocess import find_images
 from edge_cnn.studies.shared import comma_list, interleaved_medians, one_line_errors, study_parser, write_report
 
 DEFAULT_MODELS = "mobilenet_v2:224,resnet18:224"
 COLUMNS = ["Model", "Artifact", "Size (MB)", "Test accuracy (%)", "p50 (ms)", "x fastest", "Default"]
 SUMMARY_COLUMNS = ["Model", "Default", "Fastest", "Default / fastest", "Ours / hand-made", "Best mixed",
-                   "Best mixed / best fp32", "Pruned default", "TFLite fp32 / pruned default", "Pruned accuracy drop (pp)"]
+                   "Best mixed / best fp32", "Pruned default", "TFLite fp32 / pruned default", "Pruned accuracy drop (pp)",
+                   "Detect ms/photo, TFLite fp32", "Detect ms/photo, pruned default", "Detect: TFLite fp32 / pruned"]
 PRUNED = "edgecnn pruned"
 MIXED = "edgecnn onnx int8,"  # + "OPS float": the mixed-precision exports of --mixed
 
@@ -167,10 +170,36 @@ def operator_rows(label: str, files: dict[str, tuple[Path, str, float | None]], 
     return rows
 
 
+def detect_latencies(predictors: dict, photos: list[Path], rounds: int) -> dict[str, float]:
+    """{name: median over ``rounds`` of the mean ms per photo} of ``edgecnn detect``'s sliding window (its
+    defaults: stride 16, pyramid step 1.25) with each ``Predictor``, every one in turn per round: end to end,
+    from the image file to the boxes (decoding, pyramid, per-window preprocessing, the model, NMS). The class
+    slid is ``person``, or the last label of another classifier (the time does not depend on which)."""
+    import time
+
+    from edge_cnn.detect.detector import PedestrianDetector
+
+    detectors = {}
+    for name, predictor in predictors.items():
+        labels = list(predictor.labels)
+        detectors[name] = PedestrianDetector(predictor, positive="person" if "person" in labels else labels[-1])
+        detectors[name].detect(photos[0])  # warm-up: the interpreter's first call
+
+    def per_photo(detector) -> float:
+        start = time.perf_counter()
+        for photo in photos:
+            detector.detect(photo)
+        return (time.perf_counter() - start) * 1000 / len(photos)
+
+    return interleaved_medians({name: partial(per_photo, detector) for name, detector in detectors.items()}, rounds)
+
+
 def measure_model(label: str, source: Path, export_options: dict, work: Path, threads: int, runs: int,
-                  rounds: int, prune: dict | None = None, mixed: tuple[str, ...] = ()) -> tuple[list[dict], dict, list[dict]]:
+                  rounds: int, prune: dict | None = None, mixed: tuple[str, ...] = (),
+                  photos: list[Path] = ()) -> tuple[list[dict], dict, list[dict]]:
     """Export (with ``prune``, thinner too; per ``mixed`` entry, an ONNX int8 model keeping those op types in
-    float), convert by hand, time everything interleaved, and ask the runtime for its default."""
+    float), convert by hand, time everything interleaved, and ask the runtime for its default; with ``prune``
+    and ``photos``, also time detection on them end to end, today's TFLite fp32 against the pruned default."""
     from edge_cnn.export import export
     from edge_cnn.export.config import ExportConfig
     from edge_cnn.keras_file import load_keras_model
@@ -225,6 +254,15 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
         pruned, today = defaults[PRUNED], "edgecnn tflite fp32"
         summary.update({"Pruned default": pruned, "TFLite fp32 / pruned default": measured[today] / measured[pruned],
                         "Pruned accuracy drop (pp)": _drop(files[today][2], files[pruned][2])})
+        if photos:
+            from edge_cnn.runtime import Predictor
+
+            detect_ms = detect_latencies({"today": Predictor.load(exports["edgecnn"], backend="tflite",
+                                                                  precision="fp32", threads=threads),
+                                          "pruned": Predictor.load(exports[PRUNED], threads=threads)}, photos, rounds)
+            summary.update({"Detect ms/photo, TFLite fp32": detect_ms["today"],
+                            "Detect ms/photo, pruned default": detect_ms["pruned"],
+                            "Detect: TFLite fp32 / pruned": detect_ms["today"] / detect_ms["pruned"]})
     return rows, summary, operator_rows(label, files, threads, runs, folder)
 
 
@@ -251,6 +289,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "latency on this CPU (`edgecnn export --target-latency`), timed alongside")
     parser.add_argument("--prune-epochs", type=int, default=DEFAULT_FINE_TUNE_EPOCHS,
                         help=f"fine-tuning epochs of --prune-channels / --target-latency [{DEFAULT_FINE_TUNE_EPOCHS}]")
+    parser.add_argument("--photos", type=Path, metavar="DIR",
+                        help="with --run and a pruning: also time `edgecnn detect` end to end on these photos, "
+                             "today's TFLite fp32 against the pruned default, interleaved")
+    parser.add_argument("--photo-count", type=int, default=10, help="the first N images of --photos [10]")
     parser.add_argument("--mixed", action="append", default=[], metavar="OPS",
                         help="also an ONNX int8 export keeping these op types float (`export --onnx-float-ops`), "
                              "timed alongside; repeat for several, e.g. --mixed DepthwiseConv --mixed Conv,MaxPool")
@@ -261,6 +303,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--prune-channels and --target-latency prune and fine-tune a trained model: give --run RUN")
     if len(pruning) > 1:
         parser.error("--prune-channels and --target-latency are two ways to prune: give one")
+    if args.photos is not None and not pruning:
+        parser.error("--photos times the pruned export against today's: give --prune-channels or --target-latency")
+    photos = find_images(args.photos, "--photos")[:max(1, args.photo_count)] if args.photos is not None else []
     sources = []
     if args.run is not None:
         if not (args.run / "model.keras").is_file():
@@ -275,7 +320,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"{label}: export, hand-made conversion, timing", flush=True)
         prune = pruning | {"prune_epochs": args.prune_epochs} if pruning and source == args.run else None
         model_rows, summary, model_operators = measure_model(label, source, options, args.work, args.threads,
-                                                             args.runs, args.rounds, prune, tuple(args.mixed))
+                                                             args.runs, args.rounds, prune, tuple(args.mixed),
+                                                             photos if prune else [])
         rows += model_rows
         summaries.append(summary)
         operators += model_operators
