@@ -695,6 +695,19 @@ def test_channel_pruned_model_trains_exports_and_passes_parity(tiny_run_dir, tmp
     assert facts["augment"] == {}  # a run without config.yaml: plain fine-tuning
 
 
+def test_a_long_channel_plan_names_its_files_by_layer_count_and_hash():
+    """A count for each of MobileNetV2's 19 prunable layers, written out, made a folder name past the file
+    system's 255 characters: beyond 40 characters a plan is named by its layer count and a hash."""
+    from edge_cnn.export.config import MAX_PLAN_LABEL, channel_plan_label
+
+    plan = {f"block{i}_expand_conv": 8 * i for i in range(1, 20)}
+    label = channel_plan_label(plan)
+    assert label.startswith("19layers-") and len(label) <= MAX_PLAN_LABEL
+    assert channel_plan_label(dict(plan, block1_expand_conv=16)) != label  # another plan, another name
+    assert channel_plan_label({"stage1_conv": 8, "stage2_conv": 16, "stage3_conv": 48}) == "8-16-48"
+    assert channel_plan_label(0.5) == "50"
+
+
 def test_per_layer_channel_counts_export_the_epoch_best_on_validation(tiny_run_dir, tmp_path):
     """LAYER=N keeps N channels of that convolution only; the fine-tune keeps its lowest-validation-loss epoch,
     and the artifact has that epoch's validation loss."""

@@ -208,9 +208,10 @@ def test_predictor_feeds_the_trainers_evaluation_batch(env, monkeypatch):
     assert np.array_equal(fed[0], env["spec"]([path for path, _ in items]))
 
 
-def test_per_channel_normalization_goes_through_the_pixel_table_unchanged(env, tmp_path, monkeypatch):
-    """A spec with a mean and std per channel: each channel has its own row of the pixel table, and the
-    batch fed to the model is bit for bit the spec's normalize."""
+def test_per_channel_normalization_reaches_the_model_unchanged(env, tmp_path, monkeypatch):
+    """A spec with a mean and std per channel: the batch fed to the model is bit for bit the spec's
+    normalize (quantized for the int8 input, through one pixel-table row per channel; float inputs get the
+    spec's arithmetic itself)."""
     import dataclasses
 
     export = _copy(env["export"], tmp_path)
@@ -218,7 +219,10 @@ def test_per_channel_normalization_goes_through_the_pixel_table_unchanged(env, t
     _edit_manifest(export, lambda data: data.update(preprocess=spec.to_dict()))
     for precision in ("fp32", "int8"):
         predictor = Predictor.load(export, backend="tflite", precision=precision)
-        assert predictor._pixel_table.shape == (3, 256)  # one row per channel
+        if precision == "int8":
+            assert predictor._pixel_table.shape == (3, 256)  # one row per channel
+        else:
+            assert predictor._pixel_table is None
         fed = _spy_inputs(predictor, monkeypatch)
         predictor.predict(env["test_paths"][:4])
         expected = predictor.quantize_input(spec(env["test_paths"][:4]))

@@ -174,7 +174,7 @@ def test_deploy_study_times_a_pruned_export_of_the_run_alongside(tiny_run_dir, s
         rows["edgecnn tflite fp32"]["Test accuracy (%)"] - rows[pruned]["Test accuracy (%)"])
     today_ms, pruned_ms = summary["Detect ms/photo, TFLite fp32"], summary["Detect ms/photo, pruned default"]
     assert today_ms > 0 and pruned_ms > 0 and summary["Detect: TFLite fp32 / pruned"] == pytest.approx(today_ms / pruned_ms)
-    pruned_export = tmp_path / tiny_run_dir.name / "export_prune_channels0.5_prune_epochs1"
+    pruned_export = tmp_path / tiny_run_dir.name / "export_prune_channels50_prune_epochs1"
     manifest = json.loads((pruned_export / "manifest.json").read_text())
     assert manifest["artifacts"][0]["optimization"]["method"] == "prune_channels"
     with pytest.raises(SystemExit) as exited:

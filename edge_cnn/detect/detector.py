@@ -49,7 +49,7 @@ class PedestrianDetector:
                             batch_size=batch_size, max_windows=max_windows)
 
     def _score(self, crops: np.ndarray) -> np.ndarray:
-        return self.predictor.probabilities(list(crops))[:, self.positive_index]
+        return self.predictor.probabilities(crops)[:, self.positive_index]
 
     def detect(self, image: Any) -> list[Box]:
         pil = to_pil(image).convert("RGB" if self.predictor.spec.color == "rgb" else "L")

@@ -8,6 +8,8 @@ combinations before any model is loaded, naming the flag.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Sequence
 
@@ -115,6 +117,23 @@ def channel_plan(value: float | str | dict[str, int]) -> float | dict[str, int]:
     if not 0.0 < fraction < 1.0:
         raise EdgeCNNError(f"--prune-channels {value} must be a fraction between 0 and 1 (e.g. 0.5)")
     return fraction
+
+
+MAX_PLAN_LABEL = 40  # characters of a channel plan in a file name, far below file systems' 255
+
+
+def channel_plan_label(plan: float | dict[str, int]) -> str:
+    """A channel plan as a short file-name part: the percent of channels removed (``50``), the channels
+    kept per layer in order (``8-16-48``) or, beyond ``MAX_PLAN_LABEL`` characters (a plan for each of
+    MobileNetV2's 19 prunable layers), the layer count and a hash of the plan (``19layers-3fa2c1d0``):
+    the manifest lists every layer's count."""
+    if not isinstance(plan, dict):
+        return str(round(100 * plan))
+    label = "-".join(str(count) for count in plan.values())
+    if len(label) <= MAX_PLAN_LABEL:
+        return label
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{len(plan)}layers-{digest}"
 
 
 def _names(value: Sequence[str] | str) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from edge_cnn import __version__
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.export import parity
-from edge_cnn.export.config import ExportConfig
+from edge_cnn.export.config import ExportConfig, channel_plan_label
 from edge_cnn.export.plan import Job, plan_jobs
 from edge_cnn.export.report import artifact_row, failed_row, write_export_reports
 from edge_cnn.export.source import ExportSource, calibration_items, ends_in_softmax, load_source
@@ -199,10 +199,11 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int, log: Callab
         optimize.require_tf_keras(src.model)
         if isinstance(plan, dict):
             thinner, facts = channels.keep_channels(src.model, plan)
-            stem = "model_channels_" + "-".join(str(kept["kept"]) for kept in facts["channels_kept"].values())
+            kept = {name: layer["kept"] for name, layer in facts["channels_kept"].items()}
+            stem = "model_channels_" + channel_plan_label(kept)
         else:
             thinner, facts = channels.prune_channels(src.model, plan)
-            stem = f"model_channels{round(100 * plan)}"
+            stem = "model_channels" + channel_plan_label(plan)
         _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts)
         return thinner, stem, facts
     if config.target_latency is not None:

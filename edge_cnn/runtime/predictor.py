@@ -46,7 +46,7 @@ class Predictor:
         self.model_path = manifest.artifact_path(artifact)
         self._input = artifact.inputs[0]
         self._input_quant = _input_quantization(self._input, backend.inputs[0], self.model_path)
-        self._pixel_table = self._build_pixel_table()
+        self._pixel_table = self._build_pixel_table() if self._input_quant else None
         self._check_input_shape(backend.inputs[0])
         self._output_order = match_outputs(artifact.outputs, backend.outputs, self.model_path)
         self._output_quant = [
@@ -196,6 +196,8 @@ class Predictor:
         if preprocessed:
             batch = self.quantize_input(self._checked_batch(images))
             return batch, [None] * len(batch), False
+        if isinstance(images, np.ndarray) and images.ndim == 4 and len(images) and self.spec.is_ready(images[0]):
+            return self._encode(images), [None] * len(images), False  # e.g. the detector's windows, already cut
         items, single = _as_items(images)
         pixels = [self._load(item, position) for position, item in enumerate(items)]
         paths = [str(item) if isinstance(item, (str, os.PathLike)) else None for item in items]
@@ -218,7 +220,7 @@ class Predictor:
             raise ImageError(f"input {position} ({_describe(item)}): {exc}") from None
 
     def _build_pixel_table(self) -> np.ndarray:
-        """(channels, 256): what the artifact takes for each channel's pixel value 0..255, i.e.
+        """(channels, 256): what an int8/uint8 artifact takes for each channel's pixel value 0..255, i.e.
         ``quantize_input(spec.normalize(value))`` computed once. Both steps act on each value alone, so
         looking pixels up gives the very numbers the two steps give, in one pass instead of a dozen.
         One row when every channel has the same row (one mean and std)."""
@@ -226,12 +228,16 @@ class Predictor:
         table = np.ascontiguousarray(self.quantize_input(self.spec.normalize(values)).T)
         return table[:1] if all(np.array_equal(row, table[0]) for row in table[1:]) else table
 
-    def _encode(self, pixels: list[np.ndarray]) -> np.ndarray:
-        """uint8 (H, W, C) images of the spec's size -> the batch the artifact takes (normalized, quantized
-        where the input is int8, in the model's layout) through the pixel table."""
-        batch = np.stack(pixels)
+    def _encode(self, pixels: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """uint8 (H, W, C) images of the spec's size (a list, or one array of them) -> the batch the artifact takes (normalized, quantized
+        where the input is int8, in the model's layout). A float input gets the spec's own arithmetic, which
+        numpy does in place about 3x faster than a table lookup (uint8 indices are widened to 64 bits);
+        a quantized input goes through the pixel table."""
+        batch = pixels if isinstance(pixels, np.ndarray) else np.stack(pixels)
         table = self._pixel_table
-        if len(table) == 1:
+        if table is None:
+            encoded = self.spec.normalize(batch)
+        elif len(table) == 1:
             encoded = np.take(table[0], batch)
         else:
             encoded = np.empty(batch.shape, table.dtype)

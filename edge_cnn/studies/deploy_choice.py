@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_cnn.errors import EdgeCNNError
-from edge_cnn.export.config import DEFAULT_FINE_TUNE_EPOCHS
+from edge_cnn.export.config import DEFAULT_FINE_TUNE_EPOCHS, channel_plan, channel_plan_label
 from edge_cnn.preprocess import find_images
 from edge_cnn.studies.shared import comma_list, interleaved_medians, one_line_errors, study_parser, write_report
 
@@ -208,8 +208,9 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
 
     folder = work / label
     folder.mkdir(parents=True, exist_ok=True)
-    pruned_folder = folder / ("export_" + "_".join(f"{key}{value}".replace("=", "").replace(",", "-")
-                                                   for key, value in sorted((prune or {}).items())))
+    pruned_folder = folder / ("export_" + "_".join(
+        f"{key}{channel_plan_label(channel_plan(value)) if key == 'prune_channels' else value}"
+        for key, value in sorted((prune or {}).items())))
     exports = {"edgecnn": folder / "export", **({PRUNED: pruned_folder} if prune else {})}
     for prefix, export_dir in exports.items():
         if not (export_dir / "manifest.json").is_file():
