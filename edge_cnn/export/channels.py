@@ -119,11 +119,7 @@ def keep_channels(model, kept: dict[str, int]) -> tuple[Any, dict[str, Any]]:
     all theirs. Why: latency does not follow MACs. On the pedestrian model (fp32 LiteRT, AVX2) 8/16/48
     channels ran 2.17x faster than 16/32/64 and 16/24/48 only 1.19x, so a user who has timed such counts
     (``study deploy``, README) asks for them by name."""
-    prunable = prunable_convolutions(model)
-    unknown = sorted(set(kept) - set(prunable))
-    if unknown:
-        raise EdgeCNNError(f"{', '.join(unknown)} cannot lose channels: the prunable convolutions are "
-                           f"{', '.join(prunable) or '(none)'}")
+    _require_prunable(kept, prunable_convolutions(model))
     channels = {name: int(model.get_layer(name).filters) for name in kept}
     too_many = {name: f"{count} of {channels[name]}" for name, count in kept.items() if count > channels[name]}
     if too_many:
@@ -141,14 +137,19 @@ def _fractions(fraction: float | dict[str, float], prunable: dict[str, list[str]
         if not 0.0 < float(fraction) < 1.0:
             raise EdgeCNNError(f"--prune-channels {fraction} must be a fraction between 0 and 1 (e.g. 0.5)")
         return {name: float(fraction) for name in prunable}
-    unknown = sorted(set(fraction) - set(prunable))
-    if unknown:
-        raise EdgeCNNError(f"{', '.join(unknown)} cannot lose channels: the prunable convolutions are "
-                           f"{', '.join(prunable) or '(none)'}")
+    _require_prunable(fraction, prunable)
     bad = {name: share for name, share in fraction.items() if not 0.0 < float(share) < 1.0}
     if bad:
         raise EdgeCNNError(f"channel fractions {bad} must each lie between 0 and 1 (e.g. 0.5)")
     return {name: float(share) for name, share in fraction.items()}
+
+
+def _require_prunable(names, prunable: dict[str, list[str]]) -> None:
+    """Refuse a name that is not a prunable convolution of the model, listing the ones that are."""
+    unknown = sorted(set(names) - set(prunable))
+    if unknown:
+        raise EdgeCNNError(f"{', '.join(unknown)} cannot lose channels: the prunable convolutions are "
+                           f"{', '.join(prunable) or '(none)'}")
 
 
 def _graph(model) -> _Graph:
