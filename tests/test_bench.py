@@ -443,3 +443,42 @@ def test_data_with_class_folders_adds_each_models_accuracy(models, tmp_path):
     Image.fromarray(pixels[0]).save(tmp_path / "data" / "green" / "0.png")
     with pytest.raises(EdgeCNNError, match="green"):  # refused before anything is timed
         run(models, data=tmp_path / "data", **FAST)
+
+
+# --- LiteRT time per operator --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["fp32.tflite", "int8.tflite"])
+def test_each_litert_operator_alone_computes_what_it_computes_in_the_whole_file(models, name):
+    """The operators cut out one by one, fed the whole file's own intermediate tensors, give the whole file's
+    outputs of those operators bit for bit: what is timed alone is the same computation."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edge_cnn.bench.litert_ops import operator_times, single_operator_models, totals_by_type
+
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # the same kernels on both sides, op by op
+    path = models / name
+    whole = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True, experimental_op_resolver_type=builtin)
+    whole.allocate_tensors()
+    detail = whole.get_input_details()[0]
+    whole.set_tensor(detail["index"], np.random.default_rng(1).integers(-100, 100, detail["shape"]).astype(detail["dtype"]))
+    whole.invoke()
+    operators = whole._get_ops_details()
+    cut = list(single_operator_models(path))
+    assert [op for _, _, op, _ in cut] == [details["op_name"] for details in operators]
+    for (index, content, _, _), details in zip(cut, operators):
+        alone = Interpreter(model_content=content, experimental_op_resolver_type=builtin)
+        alone.allocate_tensors()
+        inputs = [i for i in details["inputs"] if i >= 0 and whole.get_tensor(i) is not None]
+        fed = {d["name"]: d for d in alone.get_input_details()}
+        names = {t["index"]: t["name"] for t in whole.get_tensor_details()}
+        for tensor in inputs:
+            if names[tensor] in fed:
+                alone.set_tensor(fed[names[tensor]]["index"], whole.get_tensor(tensor))
+        alone.invoke()
+        for out in alone.get_output_details():
+            expected = whole.get_tensor(next(i for i in details["outputs"] if names[i] == out["name"]))
+            assert np.array_equal(alone.get_tensor(out["index"]), expected), (index, details["op_name"])
+    rows, whole_ms = operator_times(path, runs=3, rounds=1, warmup=1)
+    assert [row.op for row in rows] == [details["op_name"] for details in operators]
+    assert whole_ms > 0 and all(row.ms > 0 for row in rows)
+    assert sum(totals_by_type(rows).values()) == pytest.approx(sum(row.ms for row in rows))

@@ -120,8 +120,8 @@ def test_accuracy_report_reads_its_data_folders_from_the_recipes():
 
 def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the_default(tmp_path):
     """One tiny zoo model: edgecnn's four artifacts and the two hand-made conversions are timed side by
-    side, the row marked default is the artifact the runtime itself picks, and the operator profile
-    lines up fp32 and int8 kernels of the same layer type."""
+    side, the row marked default is the artifact the runtime itself picks, and both operator profiles
+    (onnxruntime's, LiteRT's operators each alone) line up fp32 and int8 kernels of the same layer type."""
     import json
 
     from edge_cnn.runtime.artifacts import resolve
@@ -146,8 +146,15 @@ def test_deploy_study_times_every_artifact_against_hand_made_files_and_names_the
     p50 = {row["Artifact"]: row["p50 (ms)"] for row in rows}
     assert summary["rows"][0]["Best mixed / best fp32"] == pytest.approx(
         p50["edgecnn onnx int8, MaxPool float"] / min(p50["edgecnn tflite fp32"], p50["edgecnn onnx fp32"]))
-    operators = {row["Operator"]: row for row in json.loads((tmp_path / "deploy_operators.json").read_text())["rows"]}
+    profile = json.loads((tmp_path / "deploy_operators.json").read_text())["rows"]
+    operators = {row["Operator"]: row for row in profile if row["Measured by"] == "onnxruntime profile"}
     assert operators["Conv"]["fp32 ms"] > 0 and operators["Conv"]["int8 ms"] > 0  # QLinearConv counted as Conv
+    alone = {row["Operator"]: row for row in profile if row["Measured by"] == "LiteRT, each operator alone"}
+    assert alone["CONV_2D"]["fp32 ms"] > 0 and alone["CONV_2D"]["int8 ms"] > 0
+    kinds = [op for op in alone if not op.startswith("(")]
+    assert alone["(sum of operators)"]["fp32 ms"] == pytest.approx(sum(alone[op]["fp32 ms"] or 0 for op in kinds))
+    whole = next(row for row in profile if row["Measured by"] == "LiteRT, whole file")
+    assert whole["fp32 ms"] > 0 and whole["int8 ms"] > 0
     assert [operator_family(op) for op in ("QLinearConv", "NhwcMaxPool", "QuantizeLinear", "ReorderInput", "Add")] == [
         "Conv", "MaxPool", "(quantize/dequantize)", "(layout reorder)", "Add"]
 

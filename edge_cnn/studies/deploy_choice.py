@@ -8,8 +8,9 @@ and the artifact ``Predictor.load`` picks on this CPU without a ``bench --select
 Latency: batch 1, ``--threads`` intra-op threads, the median over ``--rounds`` interleaved rounds of the
 p50 of ``--runs`` calls (inputs quantized beforehand, as ``bench`` times them). It prints the ratios the
 targets are about: the default's p50 / the fastest's (target <= 1.05), "ours / hand-made" = edgecnn's
-best / the best hand-made file's (target <= 1.0), and ONNX int8 / fp32 per operator type from onnxruntime's profiler
-(which layers make int8 pay or cost on this CPU). Zoo models have random weights (timing only), and
+best / the best hand-made file's (target <= 1.0), and int8 / fp32 per operator type (which layers make int8 pay
+or cost on this CPU): ONNX from onnxruntime's profiler, TFLite from each operator run alone (LiteRT's Python
+interpreter has no profiler), beside the whole TFLite files' times. Zoo models have random weights (timing only), and
 are calibrated on noise images; ``--run`` adds a trained run directory (e.g. the pedestrian recipe's).
 With ``--prune-channels F`` the run is also exported thinner (``edgecnn export --prune-channels F``: the
 fraction F of each prunable convolution's channels removed, or LAYER=CHANNELS_KEPT items, then fine-tuned
@@ -148,26 +149,42 @@ def operator_family(op: str) -> str:
     return op
 
 
-def operator_rows(label: str, files: dict[str, tuple[Path, str, float | None]], threads: int, runs: int, work: Path) -> list[dict]:
-    """onnxruntime's profile of edgecnn's ONNX fp32 and int8: ms per operator family and the int8/fp32 ratio."""
+def operator_rows(label: str, files: dict[str, tuple[Path, str, float | None]], threads: int, runs: int, rounds: int,
+                  work: Path) -> list[dict]:
+    """ms per operator type of edgecnn's fp32 and int8 files and the int8/fp32 ratio: onnxruntime's profile of
+    the ONNX pair, and each operator of the TFLite pair run alone (LiteRT has no profiler in Python; see
+    ``edge_cnn.bench.litert_ops``), with the whole TFLite files' times and the sum of their operators beside."""
     from edge_cnn.bench import run as bench
     from edge_cnn.bench.config import BenchConfig
+    from edge_cnn.bench.litert_ops import operator_times, totals_by_type
 
-    paths = [files[name][0] for name in ("edgecnn onnx fp32", "edgecnn onnx int8") if name in files]
-    if len(paths) < 2:
-        return []
-    report = bench(paths, BenchConfig(runs=runs, warmup=5, threads=str(threads), profile=True,
-                                      profile_dir=str(work / "profiles"), progress=False))
-    fp32, int8 = ({} for _ in range(2))
-    for totals, result in zip((fp32, int8), report.results):
-        for op in result.top_ops:
-            family = operator_family(op["op"])
-            totals[family] = totals.get(family, 0.0) + op["total_ms"]
     rows = []
-    for op in sorted(set(fp32) | set(int8), key=lambda name: -(fp32.get(name, 0.0) + int8.get(name, 0.0))):
-        rows.append({"Model": label, "Operator": op, "fp32 ms": fp32.get(op), "int8 ms": int8.get(op),
-                     "int8 / fp32": int8[op] / fp32[op] if op in fp32 and op in int8 and fp32[op] else None})
+    paths = [files[name][0] for name in ("edgecnn onnx fp32", "edgecnn onnx int8") if name in files]
+    if len(paths) == 2:
+        report = bench(paths, BenchConfig(runs=runs, warmup=5, threads=str(threads), profile=True,
+                                          profile_dir=str(work / "profiles"), progress=False))
+        fp32, int8 = ({} for _ in range(2))
+        for totals, result in zip((fp32, int8), report.results):
+            for op in result.top_ops:
+                family = operator_family(op["op"])
+                totals[family] = totals.get(family, 0.0) + op["total_ms"]
+        rows += _ratio_rows(label, "onnxruntime profile", fp32, int8)
+    paths = [files[name][0] for name in ("edgecnn tflite fp32", "edgecnn tflite int8") if name in files]
+    if len(paths) == 2:
+        (fp32_ops, fp32_whole), (int8_ops, int8_whole) = (operator_times(path, threads, runs, rounds) for path in paths)
+        fp32, int8 = totals_by_type(fp32_ops), totals_by_type(int8_ops)
+        rows += _ratio_rows(label, "LiteRT, each operator alone", fp32, int8)
+        rows += _ratio_rows(label, "LiteRT, each operator alone", {"(sum of operators)": sum(fp32.values())},
+                            {"(sum of operators)": sum(int8.values())})
+        rows += _ratio_rows(label, "LiteRT, whole file", {"(whole file)": fp32_whole}, {"(whole file)": int8_whole})
     return rows
+
+
+def _ratio_rows(label: str, how: str, fp32: dict[str, float], int8: dict[str, float]) -> list[dict]:
+    """One row per operator type, the most time first."""
+    return [{"Model": label, "Measured by": how, "Operator": op, "fp32 ms": fp32.get(op), "int8 ms": int8.get(op),
+             "int8 / fp32": int8[op] / fp32[op] if op in fp32 and op in int8 and fp32[op] else None}
+            for op in sorted(set(fp32) | set(int8), key=lambda name: -(fp32.get(name, 0.0) + int8.get(name, 0.0)))]
 
 
 def detect_latencies(predictors: dict, photos: list[Path], rounds: int) -> dict[str, float]:
@@ -264,7 +281,7 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
             summary.update({"Detect ms/photo, TFLite fp32": detect_ms["today"],
                             "Detect ms/photo, pruned default": detect_ms["pruned"],
                             "Detect: TFLite fp32 / pruned": detect_ms["today"] / detect_ms["pruned"]})
-    return rows, summary, operator_rows(label, files, threads, runs, folder)
+    return rows, summary, operator_rows(label, files, threads, runs, rounds, folder)
 
 
 def _drop(before: float | None, after: float | None) -> float | None:
@@ -333,7 +350,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     write_report(summaries, facts, SUMMARY_COLUMNS, "the default choice and edgecnn against hand-made files",
                  args.work, "deploy_summary")
     if operators:
-        write_report(operators, facts, list(operators[0]), "onnxruntime profile: ms per operator type, int8 / fp32",
+        write_report(operators, facts, list(operators[0]), "ms per operator type, int8 / fp32",
                      args.work, "deploy_operators")
     return 0
 
