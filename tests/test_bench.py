@@ -316,6 +316,13 @@ def test_profile_lists_top_operators(models, tmp_path):
     assert "Conv" in ops
     assert sum(o["share"] for o in result.top_ops) == pytest.approx(1.0, abs=1e-6)
     assert result.top_ops == sorted(result.top_ops, key=lambda o: -o["total_ms"])
+    # a .tflite file: each operator timed alone, written beside ORT's profiles, in the same form
+    litert = run(models / "int8.tflite", profile=True, profile_dir=tmp_path / "prof", **FAST).results[0]
+    saved = json.loads(Path(litert.profile_file).read_text())
+    assert Path(litert.profile_file).parent == tmp_path / "prof" and saved["whole_file_ms"] > 0
+    assert "CONV_2D" in [o["op"] for o in litert.top_ops]
+    assert sum(o["calls"] for o in litert.top_ops) == len(saved["operators"])
+    assert sum(o["share"] for o in litert.top_ops) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -33,7 +33,8 @@ DEFAULTS = BenchConfig()  # every default is defined there once
 @click.option("--io-binding/--no-io-binding", default=DEFAULTS.io_binding, help="ORT IO binding (default: on for cuda/tensorrt).")
 @click.option("--graph-opt", type=click.Choice(GRAPH_OPTIMIZATIONS), default=DEFAULTS.graph_opt, show_default=True,
               help="ORT graph optimization level.")
-@click.option("--profile", is_flag=True, help="Write ORT's per-node profile and print the top operators.")
+@click.option("--profile", is_flag=True, help="Write ORT's per-node profile, or for a .tflite each operator's time run "
+              "alone (LiteRT has no profiler in Python), and print the top operator types.")
 @click.option("--profile-dir", type=click.Path(file_okay=False), default=DEFAULTS.profile_dir, show_default=True,
               help="Where --profile writes its JSON files.")
 @click.option("--baseline", default=None, help="Entry speedups are relative to (file name, 'keras', 'tflite-int8'...); default: the first.")

@@ -14,6 +14,8 @@ from typing import Any
 from edge_cnn.backends import open_backend
 from edge_cnn.bench.calls import Call, KerasCall, LiteRTCall, OnnxCall
 from edge_cnn.bench.gpu import GPU_PROVIDERS, IOBindingCall, session_providers
+from edge_cnn.bench.litert_ops import profile_operators
+from edge_cnn.bench.profile import top_operators
 from edge_cnn.bench.targets import Target
 from edge_cnn.formats import get_format
 
@@ -54,12 +56,19 @@ class OnnxRuntimeEngine:
         info = backend.inputs[0]
         return tuple(info.shape), info.dtype, info.quantization
 
+    def operator_profile(self, model: Target, backend: Any, thread_count: int | None,
+                         options: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+        """(onnxruntime's profile file, the operator types that take the time), for ``--profile``."""
+        profile_file = backend.session.end_profiling()
+        return profile_file, top_operators(profile_file) if profile_file else []
+
 
 class LiteRTEngine(OnnxRuntimeEngine):
-    """The CPU only, once per thread count."""
+    """The CPU only, once per thread count; ``--profile`` times each operator alone (``litert_ops``)."""
 
     name = "litert"
-    io_binding = profiles = fixed_batch = False
+    io_binding = fixed_batch = False
+    profiles = True
 
     def configurations(self, providers: list[str], thread_counts: list[int | None]) -> list[tuple[str, int | None]]:
         return [("cpu", t) for t in thread_counts]
@@ -70,11 +79,16 @@ class LiteRTEngine(OnnxRuntimeEngine):
     def call(self, backend: Any, provider: str, use_binding: bool, include_copies: bool) -> Call:
         return LiteRTCall(backend)
 
+    def operator_profile(self, model: Target, backend: Any, thread_count: int | None,
+                         options: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+        return profile_operators(model.path, thread_count, options["runs"] or 20, options["profile_dir"])
+
 
 class KerasEngine(LiteRTEngine):
-    """Once, with TensorFlow's own threading (it cannot be changed once TensorFlow has started)."""
+    """Once, with TensorFlow's own threading (it cannot be changed once TensorFlow has started); no profile."""
 
     name = "keras"
+    profiles = False
 
     def configurations(self, providers: list[str], thread_counts: list[int | None]) -> list[tuple[str, int | None]]:
         return [("tf", None)]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_cnn.errors import ModelFileError
+from edge_cnn.io import write_json
 from edge_cnn.timing import time_calls
 
 QUANTIZE_FAMILY = "(quantize/dequantize)"
@@ -33,7 +34,7 @@ class OperatorTime:
     ms: float
 
 
-def operator_times(path: str | Path, threads: int = 1, runs: int = 20, rounds: int = 3,
+def operator_times(path: str | Path, threads: int | None = 1, runs: int = 20, rounds: int = 3,
                    warmup: int = 3) -> tuple[list[OperatorTime], float]:
     """(each operator's time run alone, the whole file's time), both the median over ``rounds`` of the p50 of
     ``runs`` calls, every operator timed once per round in turn so that a slow moment of the machine is shared."""
@@ -48,16 +49,38 @@ def operator_times(path: str | Path, threads: int = 1, runs: int = 20, rounds: i
     return rows, float(np.median(samples["whole"]))
 
 
+def profile_operators(path: Path, threads: int | None, runs: int, folder: Path) -> tuple[str, list[dict[str, Any]]]:
+    """``bench --profile`` for a .tflite file: every operator's time alone and the whole file's, written to
+    ``folder`` as JSON -> (that file, the operator types by total time, largest first, in the form of
+    onnxruntime's ``top_operators``)."""
+    rows, whole_ms = operator_times(path, threads, runs)
+    stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in path.stem)
+    profile_file = folder / f"{stem}_litert_operators_t{threads or 'default'}.json"
+    write_json(profile_file, {"file": str(path), "threads": threads, "whole_file_ms": whole_ms,
+                              "operators": [dataclasses.asdict(row) for row in rows]})
+    totals, calls = totals_by_type(rows), {}
+    for row in rows:
+        family = _family(row.op)
+        calls[family] = calls.get(family, 0) + 1
+    grand = sum(totals.values()) or 1.0
+    top = [{"op": op, "total_ms": ms, "calls": calls[op], "share": ms / grand}
+           for op, ms in sorted(totals.items(), key=lambda item: -item[1])]
+    return str(profile_file), top
+
+
 def totals_by_type(rows: list[OperatorTime]) -> dict[str, float]:
     """ms per operator type, QUANTIZE and DEQUANTIZE counted together as the conversions int8 adds."""
     totals: dict[str, float] = {}
     for row in rows:
-        family = QUANTIZE_FAMILY if row.op in ("QUANTIZE", "DEQUANTIZE") else row.op
-        totals[family] = totals.get(family, 0.0) + row.ms
+        totals[_family(row.op)] = totals.get(_family(row.op), 0.0) + row.ms
     return totals
 
 
-def _interpreter(content: bytes, threads: int):
+def _family(op: str) -> str:
+    return QUANTIZE_FAMILY if op in ("QUANTIZE", "DEQUANTIZE") else op
+
+
+def _interpreter(content: bytes, threads: int | None):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content, num_threads=threads)
@@ -79,11 +102,11 @@ def _call_with_random_inputs(interpreter, seed: int):
     return lambda _: interpreter.invoke()
 
 
-def _whole_graph_call(path: Path, threads: int):
+def _whole_graph_call(path: Path, threads: int | None):
     return _call_with_random_inputs(_interpreter(path.read_bytes(), threads), seed=0)
 
 
-def _single_operator_calls(path: Path, threads: int):
+def _single_operator_calls(path: Path, threads: int | None):
     """(index, builtin name, input shapes, call) per operator of the first subgraph, each in a model of its own."""
     for index, content, op, shapes in single_operator_models(path):
         try:
