@@ -6,7 +6,7 @@ TFLite's converter already fuses Conv -> BN -> activation into one ``CONV_2D``, 
 the units the interpreter runs. Each one is cut out into a model of its own (the same tensors, its constant
 inputs, nothing else) and timed with the interpreter and delegate settings the runtime uses. What this
 leaves out is the work between operators in the whole graph (XNNPACK's own layout and fusion across
-operators), so ``whole_graph_ms`` is measured beside the sum, and the README reports both.
+operators), so the whole file's time is measured beside the sum, and the README reports both.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def operator_times(path: str | Path, threads: int | None = 1, runs: int = 20, ro
 def profile_operators(path: Path, threads: int | None, runs: int, folder: Path) -> tuple[str, list[dict[str, Any]]]:
     """``bench --profile`` for a .tflite file: every operator's time alone and the whole file's, written to
     ``folder`` as JSON -> (that file, the operator types by total time, largest first, in the form of
-    onnxruntime's ``top_operators``)."""
+    onnxruntime's ``top_operators``; ``calls`` there counts the operators of the type)."""
     rows, whole_ms = operator_times(path, threads, runs)
     stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in path.stem)
     profile_file = folder / f"{stem}_litert_operators_t{threads or 'default'}.json"
