@@ -478,6 +478,7 @@ def test_each_litert_operator_alone_computes_what_it_computes_in_the_whole_file(
         inputs = [i for i in details["inputs"] if i >= 0 and whole.get_tensor(i) is not None]
         fed = {d["name"]: d for d in alone.get_input_details()}
         names = {t["index"]: t["name"] for t in whole.get_tensor_details()}
+        assert set(fed) <= {names[tensor] for tensor in inputs}  # every input of the cut-out model is fed
         for tensor in inputs:
             if names[tensor] in fed:
                 alone.set_tensor(fed[names[tensor]]["index"], whole.get_tensor(tensor))
