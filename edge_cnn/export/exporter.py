@@ -236,20 +236,24 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
     )
     facts["validation"] = validation
     if facts["iterations"]:
-        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts)
+        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts,
+                           val=(x_val, y_val) if src.val else None)
     else:
         facts.update(epochs=0, augment={}, fine_tune_loss=[])
     return thinner, facts
 
 
 def _fine_tune_thinner(src: ExportSource, thinner, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int,
-                       facts: dict[str, Any]) -> None:
+                       facts: dict[str, Any], val: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """The final fine-tune of a channel-pruned model on the whole training split, with the run's augmentation,
     keeping the epoch of lowest val-split loss where the run has one (``optimize.BestOnValidation``; else
-    the last); what it did goes into ``facts``."""
+    the last); what it did goes into ``facts``. ``val``: the val split's images and labels where the caller
+    has loaded them already (NetAdapt's search)."""
     from edge_cnn.export import optimize
 
-    keeper = optimize.BestOnValidation(*src.load(src.val)) if src.val else None
+    if val is None and src.val:
+        val = src.load(src.val)
+    keeper = optimize.BestOnValidation(*val) if val is not None else None
     facts["epochs"] = epochs
     facts["augment"] = _active(src.augment)
     facts["fine_tune_loss"] = optimize._fine_tune(
