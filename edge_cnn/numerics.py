@@ -8,6 +8,8 @@ own quantize op would have computed.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -34,3 +36,12 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+def unit_embeddings(embed: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
+                    mirrored: np.ndarray | None = None) -> np.ndarray:
+    """L2-normalised ``embed(batch)``; with ``mirrored`` (the same images flipped left-right), face
+    verification's flip test: the two unit vectors added and normalised again, one vector in the same space.
+    The runtime and the Keras model of a run embed through this one function, so their scores compare."""
+    vectors = l2_normalize(embed(batch))
+    return vectors if mirrored is None else l2_normalize(vectors + l2_normalize(embed(mirrored)))

@@ -32,7 +32,7 @@ from edge_cnn.data.pairs import Pairs, parse_folds, read_pairs
 from edge_cnn.errors import EdgeCNNError
 from edge_cnn.io import atomic_path, ensure_writable_dir, write_json
 from edge_cnn.manifest import MANIFEST_NAME, Verification, load_manifest, source_kind
-from edge_cnn.numerics import l2_normalize
+from edge_cnn.numerics import unit_embeddings
 from edge_cnn.tasks.verification import (
     VerificationResult, best_threshold, cosine_similarities, two_way_protocol, verification_protocol,
 )
@@ -173,8 +173,8 @@ def run_embedders(run: Path, flip: bool = False):
 
     def embed(paths: Sequence[str]) -> np.ndarray:
         batch = spec(list(paths))
-        vectors = l2_normalize(features.predict(batch, verbose=0))
-        return l2_normalize(vectors + l2_normalize(features.predict(spec.mirror(batch), verbose=0))) if flip else vectors
+        return unit_embeddings(lambda images: features.predict(images, verbose=0), batch,
+                               spec.mirror(batch) if flip else None)
 
     return [("keras", f"keras fp32{FLIP_SUFFIX if flip else ''}", None, embed)]
 

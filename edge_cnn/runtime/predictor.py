@@ -21,7 +21,7 @@ from PIL import Image
 from edge_cnn.backends import TensorInfo, match_outputs, open_backend, shapes_fit
 from edge_cnn.errors import EdgeCNNError, ImageError, ManifestError
 from edge_cnn.manifest import Artifact, Manifest, TensorSpec
-from edge_cnn.numerics import dequantize, l2_normalize, quantize, softmax
+from edge_cnn.numerics import dequantize, quantize, softmax, unit_embeddings
 from edge_cnn.runtime import artifacts as artifact_files
 from edge_cnn.tasks import get_task
 from edge_cnn.preprocess import RESAMPLING, to_pil
@@ -125,9 +125,8 @@ class Predictor:
         if flip is None:
             flip = bool(self.artifact.verification and self.artifact.verification.flip)
         batch, _, single = self._batch_and_paths(images, preprocessed)
-        vectors = l2_normalize(self._forward(batch)[self._embedding_output])
-        if flip:
-            vectors = l2_normalize(vectors + l2_normalize(self._forward(self.spec.mirror(batch))[self._embedding_output]))
+        vectors = unit_embeddings(lambda images: self._forward(images)[self._embedding_output], batch,
+                                  self.spec.mirror(batch) if flip else None)
         return vectors[0] if single else vectors
 
     def detect(self, images: Any, threshold: float | None = None, iou_threshold: float | None = None,
