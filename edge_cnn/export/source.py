@@ -110,9 +110,7 @@ def _augmentation(run: RunDir, task: str):
     from edge_cnn.recipes import load_recipe
     from edge_cnn.train.config import TrainConfig
 
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    settings = {key: value for key, value in load_recipe(run.config_path).items() if key in known}
-    values = TrainConfig.from_dict(settings).augment_values()
+    values = TrainConfig.from_dict(load_recipe(run.config_path), ignore_unknown=True).augment_values()
     augment = AugmentConfig.from_dict({**values, "mixup": 0.0, "cutmix": 0.0})
     return augment if augment.changes_pixels else None
 

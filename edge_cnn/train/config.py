@@ -249,11 +249,15 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], ignore_unknown: bool = False) -> "TrainConfig":
+        """Settings by name; an unknown one is refused, or with ``ignore_unknown`` dropped (export reading
+        the ``config.yaml`` of a run another version trained)."""
         data = {str(key).replace("-", "_"): value for key, value in data.items()}
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
-        if unknown:
+        if ignore_unknown:
+            data = {key: value for key, value in data.items() if key in known}
+        elif unknown:
             raise EdgeCNNError(f"unknown training settings {unknown}; known: {sorted(known)}")
         return cls(**data)
 
