@@ -320,6 +320,7 @@ def test_profile_lists_top_operators(models, tmp_path):
     litert = run(models / "int8.tflite", profile=True, profile_dir=tmp_path / "prof", **FAST).results[0]
     saved = json.loads(Path(litert.profile_file).read_text())
     assert Path(litert.profile_file).parent == tmp_path / "prof" and saved["whole_file_ms"] > 0
+    assert Path(litert.profile_file).name.startswith("int8_litert_operators_t") and litert.profile_file.endswith(".json")
     assert "CONV_2D" in [o["op"] for o in litert.top_ops]
     assert sum(o["calls"] for o in litert.top_ops) == len(saved["operators"])
     assert sum(o["share"] for o in litert.top_ops) == pytest.approx(1.0, abs=1e-6)

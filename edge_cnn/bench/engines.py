@@ -9,6 +9,7 @@ the Keras model the artifacts were exported from.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from edge_cnn.backends import open_backend
@@ -18,6 +19,13 @@ from edge_cnn.bench.litert_ops import profile_operators
 from edge_cnn.bench.profile import top_operators
 from edge_cnn.bench.targets import Target
 from edge_cnn.formats import get_format
+
+
+def _profile_path(folder: Path, model: Target, kind: str, thread_count: int | None) -> Path:
+    """Where ``--profile`` writes a model's profile: ``<file stem>_<provider or kind>_t<threads>``, the stem made
+    safe for a file name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.path.stem)
+    return folder / f"{stem}_{kind}_t{thread_count or 'default'}"
 
 
 class OnnxRuntimeEngine:
@@ -33,8 +41,7 @@ class OnnxRuntimeEngine:
     def open(self, model: Target, provider: str, thread_count: int | None, options: dict[str, Any]) -> Any:
         profile_prefix = None
         if options["profile_dir"] is not None:
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.path.stem)
-            profile_prefix = str(options["profile_dir"] / f"{stem}_{provider}_t{thread_count or 'default'}")
+            profile_prefix = str(_profile_path(options["profile_dir"], model, provider, thread_count))
         return open_backend(
             model.path,
             backend=model.format,
@@ -81,7 +88,9 @@ class LiteRTEngine(OnnxRuntimeEngine):
 
     def operator_profile(self, model: Target, backend: Any, thread_count: int | None,
                          options: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
-        return profile_operators(model.path, thread_count, options["runs"] or 20, options["profile_dir"])
+        stem = _profile_path(options["profile_dir"], model, "litert_operators", thread_count)
+        profile_file = stem.with_name(stem.name + ".json")  # not with_suffix: a stem may hold dots
+        return profile_operators(model.path, thread_count, options["runs"] or 20, profile_file)
 
 
 class KerasEngine(LiteRTEngine):

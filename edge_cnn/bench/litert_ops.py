@@ -49,13 +49,11 @@ def operator_times(path: str | Path, threads: int | None = 1, runs: int = 20, ro
     return rows, float(np.median(samples["whole"]))
 
 
-def profile_operators(path: Path, threads: int | None, runs: int, folder: Path) -> tuple[str, list[dict[str, Any]]]:
+def profile_operators(path: Path, threads: int | None, runs: int, profile_file: Path) -> tuple[str, list[dict[str, Any]]]:
     """``bench --profile`` for a .tflite file: every operator's time alone and the whole file's, written to
-    ``folder`` as JSON -> (that file, the operator types by total time, largest first, in the form of
+    ``profile_file`` as JSON -> (that file, the operator types by total time, largest first, in the form of
     onnxruntime's ``top_operators``; ``calls`` there counts the operators of the type)."""
     rows, whole_ms = operator_times(path, threads, runs)
-    stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in path.stem)
-    profile_file = folder / f"{stem}_litert_operators_t{threads or 'default'}.json"
     write_json(profile_file, {"file": str(path), "threads": threads, "whole_file_ms": whole_ms,
                               "operators": [dataclasses.asdict(row) for row in rows]})
     totals, calls = totals_by_type(rows), {}
@@ -140,14 +138,10 @@ def single_operator_models(path: Path):
             subgraph.operators = [operator]
             subgraph.inputs = [i for i in used if i not in constant]
             subgraph.outputs = list(operator.outputs)
-            model.buffers = [buffer if number in own_buffers or number == 0 else _empty_buffer(schema)
+            model.buffers = [buffer if number in own_buffers or number == 0 else schema.BufferT()
                              for number, buffer in enumerate(buffers)]
             code = flatbuffer_utils.get_builtin_code_from_operator_code(model.operatorCodes[operator.opcodeIndex])
             shapes = [[int(d) for d in subgraph.tensors[i].shape] for i in subgraph.inputs]
             yield index, bytes(flatbuffer_utils.convert_object_to_bytearray(model)), names.get(code, str(code)), shapes
     finally:
         subgraph.operators, model.buffers = operators, buffers
-
-
-def _empty_buffer(schema):
-    return schema.BufferT()
