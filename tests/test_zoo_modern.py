@@ -370,8 +370,7 @@ def exported(square_images, tmp_path_factory):
     return get
 
 
-# 1-6 min each on 2 cores (MobileNetV3-small 82-114 s: its int8 graph checks below go with it): --heavy
-HEAVY_EXPORTS = ("mobilenet_v3_small", "nasnet_mobile", "inception_v3", "xception", "inception_resnet_v2")
+HEAVY_EXPORTS = ("nasnet_mobile", "inception_v3", "xception", "inception_resnet_v2")  # 1-6 min each on 2 cores: --heavy
 
 
 @pytest.mark.slow
@@ -391,7 +390,6 @@ def int8_file(result, format: str):
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_mobilenet_v3_hard_swish_and_se_run_int8_in_tflite(exported):
     interpreter = Interpreter(
         model_path=str(int8_file(exported("mobilenet_v3_small"), "tflite")),
@@ -441,7 +439,6 @@ def onnx_ops_outside_qdq(model: onnx.ModelProto) -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_mobilenet_v3_hard_swish_and_se_sit_inside_qdq_pairs_in_onnx(exported, tmp_path):
     path = int8_file(exported("mobilenet_v3_small"), "onnx")
     model = onnx.load(str(path))
