@@ -774,9 +774,71 @@ def test_the_augmenter_works_in_model_space():
     assert model_space_augmenter(dataclasses.replace(spec, layout="NCHW"), AugmentConfig(horizontal_flip=True)) is None
 
 
+def test_distillation_loss_is_the_tempered_kl_times_t_squared():
+    """Probabilities in, as the classifiers' softmax gives them: softmax(log p / T) is p^(1/T) renormalised."""
+    from edge_cnn.export.distill import Distillation
+    from edge_cnn.keras import keras
+
+    teacher, student = np.array([[0.8, 0.2]], np.float32), np.array([[0.6, 0.4]], np.float32)
+    soft = lambda p, t: p ** (1 / t) / np.sum(p ** (1 / t))  # noqa: E731
+    expected = 4.0 * np.sum(soft(teacher, 2) * np.log(soft(teacher, 2) / soft(student, 2)))  # 0.112
+    dummy = keras.Sequential([keras.Input((2,)), keras.layers.Softmax()])
+    distillation = Distillation(dummy, dummy, probabilities=True, temperature=2.0)
+    assert float(distillation.soft_loss(teacher, student)) == pytest.approx(expected, rel=1e-5)
+    assert float(distillation.soft_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_teaches_the_student_and_leaves_the_teacher():
+    """With the soft targets alone, a student fine-tuned on labels that say nothing (all 0) still learns the
+    teacher's decision; the teacher's weights do not move."""
+    from edge_cnn.export.distill import Distillation
+    from edge_cnn.keras import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    teacher.set_weights([np.array([[4.0, -4.0], [0, 0], [0, 0], [0, 0]], np.float32), np.zeros(2, np.float32)])
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    before = [w.copy() for w in teacher.get_weights()]
+    distillation = Distillation(student, teacher, probabilities=True, soft_weight=1.0)
+    distillation.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    distillation.fit(x, np.zeros(len(x), np.int64), epochs=30, batch_size=32, verbose=0)
+    agreement = np.mean(student.predict(x, verbose=0).argmax(1) == teacher.predict(x, verbose=0).argmax(1))
+    assert agreement > 0.95  # the labels alone would teach "always class 0": agreement ~0.5
+    for kept, now in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(kept, now)
+
+
+def test_distilled_channel_pruning_with_a_cosine_rate_exports_and_says_so(tiny_run_dir, tmp_path):
+    run = copy_run(tiny_run_dir, tmp_path)
+    result = export(run, prune_channels=0.5, prune_epochs=1, format="tflite", distill=True, prune_lr=1e-3)
+    assert [row["Status"] for row in result.rows] == ["OK"]
+    facts = result.manifest.artifacts[0].optimization
+    assert facts["distillation"]["teacher"] == "the unpruned model" and len(facts["fine_tune_loss"]) == 1
+    assert facts["learning_rate"] == "cosine decay from 0.001"
+
+
+def test_the_cosine_fine_tune_rate_starts_at_the_rate_and_ends_at_zero():
+    from edge_cnn.export.optimize import _fine_tune
+    from edge_cnn.keras import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 2, 40)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    _fine_tune(model, x, y, 3, 0, probabilities=True, cosine_from=0.01)
+    schedule = model.optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["initial_learning_rate"] == pytest.approx(0.01)
+    assert schedule["decay_steps"] == int(model.optimizer.iterations) == 3 * 4  # 40 images, batches of 10
+    assert float(model.optimizer.learning_rate) < 0.02 * 0.01  # the last step's rate: about 0
+
+
 @pytest.mark.parametrize(
     "args, message",
-    [(["--prune-channels", "1.5"], "between 0 and 1"), (["--prune-channels", "0.5", "--prune", "0.5"], "exclusive"),
+    [(["--distill"], "use them with --prune-channels or --target-latency"),
+     (["--prune-lr", "1e-3"], "use them with --prune-channels or --target-latency"),
+     (["--prune-channels", "0.5", "--prune-lr", "0"], "must be a learning rate above 0"),
+     (["--prune-channels", "1.5"], "between 0 and 1"), (["--prune-channels", "0.5", "--prune", "0.5"], "exclusive"),
      (["--prune-channels", "conv0=x"], "LAYER=CHANNELS_KEPT"), (["--prune-channels", "half"], "neither a fraction"),
      (["--prune-channels", "conv9=2"], "conv9 cannot lose channels"),
      (["--prune-channels", "conv0=99"], "more channels than the layer has")],

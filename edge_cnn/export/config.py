@@ -47,6 +47,8 @@ class ExportConfig:
     prune_epochs: int = DEFAULT_FINE_TUNE_EPOCHS  # also the fine-tuning of prune_channels and target_latency
     prune_channels: float | str | dict[str, int] | None = None  # a fraction, or LAYER=CHANNELS_KEPT items
     target_latency: float | None = None  # ms of fp32 TFLite on this CPU, 1 thread: NetAdapt channel pruning
+    distill: bool = False  # channel pruning's fine-tune learns the unpruned model's softened outputs too
+    prune_lr: float | None = None  # channel pruning's fine-tune: cosine decay from this rate (None: constant 1e-4)
     cluster: int | None = None
     cluster_epochs: int = DEFAULT_FINE_TUNE_EPOCHS
     preprocess: str | os.PathLike | None = None
@@ -92,6 +94,11 @@ class ExportConfig:
         self.onnx_options()
         _check_options(formats, self.calib, self.opset, self.qat, self.prune, self.prune_channels, self.target_latency,
                        self.cluster, self.fp16, self.dynamic_range)
+        if (self.distill or self.prune_lr is not None) and self.prune_channels is None and self.target_latency is None:
+            raise EdgeCNNError("--distill and --prune-lr shape the fine-tune of a channel-pruned model: use them with "
+                               "--prune-channels or --target-latency")
+        if self.prune_lr is not None and not float(self.prune_lr) > 0.0:
+            raise EdgeCNNError(f"--prune-lr {self.prune_lr} must be a learning rate above 0 (e.g. 1e-3)")
         return self
 
 

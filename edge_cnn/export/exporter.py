@@ -204,7 +204,7 @@ def _optimize(src: ExportSource, config: ExportConfig, verbose: int, log: Callab
         else:
             thinner, facts = channels.prune_channels(src.model, plan)
             stem = "model_channels" + channel_plan_label(plan)
-        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts)
+        _fine_tune_thinner(src, thinner, x, y, config, verbose, facts)
         return thinner, stem, facts
     if config.target_latency is not None:
         thinner, facts = _netadapt(src, config, x, y, verbose, log)
@@ -236,29 +236,38 @@ def _netadapt(src: ExportSource, config: ExportConfig, x: np.ndarray, y: np.ndar
     )
     facts["validation"] = validation
     if facts["iterations"]:
-        _fine_tune_thinner(src, thinner, x, y, int(config.prune_epochs), verbose, facts,
+        _fine_tune_thinner(src, thinner, x, y, config, verbose, facts,
                            val=(x_val, y_val) if src.val else None)
     else:
         facts.update(epochs=0, augment={}, fine_tune_loss=[])
     return thinner, facts
 
 
-def _fine_tune_thinner(src: ExportSource, thinner, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int,
+def _fine_tune_thinner(src: ExportSource, thinner, x: np.ndarray, y: np.ndarray, config: ExportConfig, verbose: int,
                        facts: dict[str, Any], val: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """The final fine-tune of a channel-pruned model on the whole training split, with the run's augmentation,
-    keeping the epoch of lowest val-split loss where the run has one (``optimize.BestOnValidation``; else
-    the last); what it did goes into ``facts``. ``val``: the val split's images and labels where the caller
-    has loaded them already (NetAdapt's search)."""
-    from edge_cnn.export import optimize
+    """The final fine-tune of a channel-pruned model on the whole training split for ``--prune-epochs``, with
+    the run's augmentation (the unpruned model as teacher with ``--distill``; ``--prune-lr``: a cosine decay
+    from that rate instead of Adam's constant ``FINE_TUNE_LR``), keeping the epoch of lowest
+    val-split loss where the run has one (``optimize.BestOnValidation``; else the last); what it did goes into
+    ``facts``. ``val``: the val split's images and labels where the caller has loaded them already
+    (NetAdapt's search)."""
+    from edge_cnn.export import distill, optimize
 
     if val is None and src.val:
         val = src.load(src.val)
     keeper = optimize.BestOnValidation(*val) if val is not None else None
+    epochs = int(config.prune_epochs)
     facts["epochs"] = epochs
     facts["augment"] = _active(src.augment)
+    if config.distill:
+        facts["distillation"] = {"teacher": "the unpruned model", "temperature": distill.TEMPERATURE,
+                                 "soft_weight": distill.SOFT_WEIGHT}
+    facts["learning_rate"] = (f"constant {optimize.FINE_TUNE_LR:g}" if config.prune_lr is None
+                              else f"cosine decay from {float(config.prune_lr):g}")
     facts["fine_tune_loss"] = optimize._fine_tune(
         thinner, x, y, epochs, verbose, ends_in_softmax(src.model), callbacks=[keeper] if keeper else (),
         augment=optimize.model_space_augmenter(src.spec, src.augment),
+        teacher=src.model if config.distill else None, cosine_from=config.prune_lr,
     )
     facts.update(keeper.facts() if keeper else {"kept_epoch": epochs, "val_loss_per_epoch": [],
                                                 "val_accuracy_per_epoch": []})

@@ -125,16 +125,25 @@ def _batch_size(samples: int) -> int:
     return max(1, min(MAX_BATCH, samples // 4))
 
 
-def _fine_tune(model, x, y, epochs: int, verbose: int, probabilities: bool, callbacks=(), augment=None) -> list[float]:
-    """Adam at ``FINE_TUNE_LR`` on the training images; ``augment`` (``model_space_augmenter``) changes every
-    batch of every epoch."""
+def _fine_tune(model, x, y, epochs: int, verbose: int, probabilities: bool, callbacks=(), augment=None,
+               teacher=None, cosine_from: float | None = None) -> list[float]:
+    """Adam at ``FINE_TUNE_LR`` on the training images (``cosine_from``: a cosine decay from that rate to 0
+    over the epochs instead); ``augment`` (``model_space_augmenter``) changes every batch of every epoch;
+    ``teacher`` (a model with the same outputs) adds its softened outputs as targets
+    (``distill.Distillation``; ``model`` is still the one whose weights change)."""
     if epochs < 1:
         raise EdgeCNNError(f"fine-tuning needs at least 1 epoch (got {epochs})")
     if len(x) == 0 or np.any(y < 0):
         raise EdgeCNNError("fine-tuning needs labelled training images: export a run directory with splits/train.csv")
+    if teacher is not None:
+        from edge_cnn.export.distill import Distillation
+
+        model = Distillation(model, teacher, probabilities)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
-    model.compile(keras.optimizers.Adam(FINE_TUNE_LR), loss=loss, metrics=["accuracy"])
     batch = _batch_size(len(x))
+    rate = FINE_TUNE_LR if cosine_from is None else keras.optimizers.schedules.CosineDecay(
+        float(cosine_from), epochs * math.ceil(len(x) / batch))
+    model.compile(keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"])
     if augment is None:
         history = model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose,
                             callbacks=list(callbacks))

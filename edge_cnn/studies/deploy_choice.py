@@ -226,8 +226,8 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
     folder = work / label
     folder.mkdir(parents=True, exist_ok=True)
     pruned_folder = folder / ("export_" + "_".join(
-        f"{key}{channel_plan_label(channel_plan(value)) if key == 'prune_channels' else value}"
-        for key, value in sorted((prune or {}).items())))
+        key if value is True else f"{key}{channel_plan_label(channel_plan(value)) if key == 'prune_channels' else value}"
+        for key, value in sorted((prune or {}).items()) if value not in (False, None)))
     exports = {"edgecnn": folder / "export", **({PRUNED: pruned_folder} if prune else {})}
     for prefix, export_dir in exports.items():
         if not (export_dir / "manifest.json").is_file():
@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "latency on this CPU (`edgecnn export --target-latency`), timed alongside")
     parser.add_argument("--prune-epochs", type=int, default=DEFAULT_FINE_TUNE_EPOCHS,
                         help=f"fine-tuning epochs of --prune-channels / --target-latency [{DEFAULT_FINE_TUNE_EPOCHS}]")
+    parser.add_argument("--distill", action="store_true",
+                        help="fine-tune the pruned model with the unpruned one as teacher (`edgecnn export --distill`)")
+    parser.add_argument("--prune-lr", type=float, metavar="LR",
+                        help="fine-tune the pruned model with a cosine decay from LR (`edgecnn export --prune-lr`)")
     parser.add_argument("--photos", type=Path, metavar="DIR",
                         help="with --run and a pruning: also time `edgecnn detect` end to end on these photos, "
                              "today's TFLite fp32 against the pruned default, interleaved")
@@ -321,6 +325,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--prune-channels and --target-latency prune and fine-tune a trained model: give --run RUN")
     if len(pruning) > 1:
         parser.error("--prune-channels and --target-latency are two ways to prune: give one")
+    if (args.distill or args.prune_lr is not None) and not pruning:
+        parser.error("--distill and --prune-lr shape the pruned model's fine-tune: give --prune-channels or "
+                     "--target-latency")
     if args.photos is not None and not pruning:
         parser.error("--photos times the pruned export against today's: give --prune-channels or --target-latency")
     photos = find_images(args.photos, "--photos")[:max(1, args.photo_count)] if args.photos is not None else []
@@ -336,7 +343,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     rows, summaries, operators = [], [], []
     for label, source, options in sources:
         print(f"{label}: export, hand-made conversion, timing", flush=True)
-        prune = pruning | {"prune_epochs": args.prune_epochs} if pruning and source == args.run else None
+        prune = (pruning | {"prune_epochs": args.prune_epochs, "distill": args.distill, "prune_lr": args.prune_lr}
+                 if pruning and source == args.run else None)
         model_rows, summary, model_operators = measure_model(label, source, options, args.work, args.threads,
                                                              args.runs, args.rounds, prune, tuple(args.mixed),
                                                              photos if prune else [])
