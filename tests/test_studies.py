@@ -57,6 +57,21 @@ def test_study_name_help_is_the_studys_own(name):
     assert "examples:" in done.stdout and f"edgecnn study {name} --" in done.stdout
 
 
+def test_study_help_keeps_continued_examples_whole_and_out_of_the_description():
+    """A docstring example broken with a trailing backslash stays one example, its second line indented."""
+    from edge_cnn.studies.shared import study_parser
+
+    doc = ("Why this study.\n\n"
+           "    edgecnn study x --out a\n"
+           "    nice edgecnn study x --run r \\\n"
+           "        --photos p   # both lines\n"
+           "More text.\n")
+    parser = study_parser(doc, prog="edgecnn study x")
+    assert parser.description == "Why this study.\n\nMore text."
+    assert parser.epilog.splitlines() == ["examples:", "  edgecnn study x --out a",
+                                          "  nice edgecnn study x --run r \\", "      --photos p   # both lines"]
+
+
 def test_unknown_study_and_bad_arguments_are_one_error_line_and_exit_2():
     unknown = _edgecnn("study", "nonsense", "--out", "x")
     assert unknown.returncode == 2

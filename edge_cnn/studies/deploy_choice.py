@@ -27,7 +27,7 @@ the summary's "best mixed / best fp32" says whether int8 where it pays and float
     nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --prune-channels 0.5 --prune-epochs 10 --models ""
-    nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models "" --prune-epochs 60 \
+    nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models "" --prune-epochs 60 \\
         --prune-channels stage1_conv=8,stage2_conv=16,stage3_conv=48 --photos ../shared/data/pennfudan/images
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --target-latency 0.08 --prune-epochs 10 --models ""
     nice edgecnn study deploy --work /tmp/deploy --mixed DepthwiseConv --mixed MaxPool,Add

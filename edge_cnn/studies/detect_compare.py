@@ -46,7 +46,7 @@ default artifact slid over an image pyramid, as `edgecnn detect` runs it), as ta
 
     edgecnn study detect --run runs/det --out runs/det/study
     edgecnn study detect --run runs/det --window-run runs/ped --out runs/det/study   # + the sliding window
-    edgecnn study detect --run runs/det --window-run runs/ped_hn/first_pass --window-run runs/ped_hn \
+    edgecnn study detect --run runs/det --window-run runs/ped_hn/first_pass --window-run runs/ped_hn \\
         --out runs/det/study   # the sliding window without and with hard negatives
     edgecnn study detect --run runs/det --limit 10 --rounds 1 --out /tmp/det_study   # a quick look
 """

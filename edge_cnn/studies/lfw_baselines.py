@@ -27,7 +27,7 @@ must store (PCA: mean + 100 components as float32; export: the artifact file). T
 are in the report.
 
     edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --out runs/faces_lfw
-    edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --export runs/faces/export \
+    edgecnn study faces_lfw --pairs ../shared/data/lfw/pairs.txt --data ../shared/data/lfw/images --export runs/faces/export \\
         --test-folds 6-10 --flip --out runs/faces_lfw
 """
 

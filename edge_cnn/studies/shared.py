@@ -20,7 +20,8 @@ from edge_cnn.errors import EdgeCNNError
 # (format, precision) of every artifact a comparison measures, in its table's order
 CNN_VARIANTS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 HOG_METHOD = "HOG + linear SVM (OpenCV)"
-EXAMPLE_PREFIX = "    edgecnn study "  # the docstring lines that become a parser's examples
+# the docstring lines that become a parser's examples (with the lines a trailing backslash continues them onto)
+EXAMPLE_PREFIXES = ("    edgecnn study ", "    nice edgecnn study ")
 
 
 # --- arguments -------------------------------------------------------------------------------
@@ -35,11 +36,16 @@ class StudyParser(argparse.ArgumentParser):
 
 def study_parser(doc: str, prog: str | None = None) -> StudyParser:
     """A parser whose help is the study's docstring, its ``edgecnn study`` lines shown as the examples."""
-    lines = doc.strip().splitlines()
-    examples = [line.strip() for line in lines if line.startswith(EXAMPLE_PREFIX)]
-    text = "\n".join(line for line in lines if not line.startswith(EXAMPLE_PREFIX)).strip()
-    return StudyParser(prog=prog, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n" + "\n".join(f"  {example}" for example in examples))
+    text, examples, continued = [], [], False
+    for line in doc.strip().splitlines():
+        if continued or line.startswith(EXAMPLE_PREFIXES):
+            examples.append(f"  {'    ' if continued else ''}{line.strip()}")
+            continued = line.endswith("\\")
+        else:
+            text.append(line)
+    return StudyParser(prog=prog, description="\n".join(text).strip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n" + "\n".join(examples))
 
 
 def comma_list(text: str) -> list[str]:
