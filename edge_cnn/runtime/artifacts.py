@@ -50,6 +50,8 @@ class Pick:
     artifact: Artifact
     threads: int | None
     reason: str
+
+
 # Keys of an artifact's parity dict holding its measured median latency, first match wins.
 LATENCY_KEYS = ("latency_p50_ms", "latency_ms", "p50_ms")
 

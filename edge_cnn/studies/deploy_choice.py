@@ -23,6 +23,10 @@ the run's TFLite fp32 p50 / the pruned export's default p50 (target >= 1.5), and
 end, ``edgecnn detect``'s sliding window per photo (file to boxes). Each ``--mixed OPS`` adds an ONNX int8
 export that keeps those op types in float (``edgecnn export --onnx-float-ops OPS``), timed in the same rounds;
 the summary's "best mixed / best fp32" says whether int8 where it pays and float elsewhere beats fp32 (< 1).
+Reuse: what a run makes in ``--work`` (zoo models, exports, hand-made files) is kept, and a later run with the
+same arguments only times it again. So a copy of ``--work`` (and of ``--run``'s directory) re-times on another
+machine without TensorFlow, e.g. on the device, where only the runtime is installed; delete a model's folder in
+``--work`` to make it again.
 
     nice edgecnn study deploy --work /tmp/deploy                       # MobileNetV2-224, ResNet-18-224
     nice edgecnn study deploy --work /tmp/deploy --run runs/ped --models small_convnet:64
@@ -66,39 +70,48 @@ def model_spec(text: str) -> tuple[str, int]:
 def zoo_source(folder: Path, name: str, size: int, calibration_images: int = 16) -> tuple[Path, dict]:
     """A random-weight zoo model saved as ``model.keras`` with its preprocess.json, labels.json and a folder
     of noise images to calibrate on: what ``edgecnn export`` takes for a bare Keras file."""
+    images = folder / "calibration"
+    options = {"preprocess": folder / "preprocess.json", "labels": folder / "labels.json", "calib_data": images,
+               "calib": calibration_images}
+    if (folder / "model.keras").is_file():  # an earlier run's (the same seed): kept, see reuse in the docstring
+        return folder / "model.keras", options
     from PIL import Image
 
     from edge_cnn import zoo
-    from edge_cnn.io import write_json
+    from edge_cnn.io import atomic_path, write_json
     from edge_cnn.keras import keras
     from edge_cnn.preprocess import PreprocessSpec
 
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     model = zoo.build(name, input_shape=(size, size, 3), num_classes=10)
-    model.save(folder / "model.keras")
     PreprocessSpec(size, size, "rgb").save(folder / "preprocess.json")
     write_json(folder / "labels.json", [f"class_{i}" for i in range(10)])
-    images = folder / "calibration"
     images.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for index in range(calibration_images):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(images / f"noise_{index}.png")
-    options = {"preprocess": folder / "preprocess.json", "labels": folder / "labels.json", "calib_data": images,
-               "calib": calibration_images}
+    with atomic_path(folder / "model.keras") as keras_tmp:  # last and whole: its presence says the folder is complete
+        model.save(keras_tmp)
     return folder / "model.keras", options
 
 
-def hand_made_files(model, folder: Path) -> dict[str, tuple[Path, str]]:
-    """The Keras model converted as a user would by hand, without edgecnn: fp32 ONNX and fp32 TFLite."""
-    import tf2onnx
-
-    from edge_cnn.keras import tf
-
+def hand_made_files(keras_file: Path, folder: Path) -> dict[str, tuple[Path, str, None]]:
+    """The Keras model converted as a user would by hand, without edgecnn: fp32 ONNX and fp32 TFLite (an
+    earlier run's files in ``folder`` are kept, see reuse in the module docstring)."""
     onnx_path, tflite_path = folder / "hand_tf2onnx.onnx", folder / "hand_tfliteconverter.tflite"
-    spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")]
-    tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(onnx_path))
-    tflite_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    if not (onnx_path.is_file() and tflite_path.is_file()):
+        import tf2onnx
+
+        from edge_cnn.io import atomic_path, write_bytes
+        from edge_cnn.keras import tf
+        from edge_cnn.keras_file import load_keras_model
+
+        model = load_keras_model(keras_file)
+        spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")]
+        with atomic_path(onnx_path) as onnx_tmp:  # whole files only: a later run reuses them
+            tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(onnx_tmp))
+        write_bytes(tflite_path, tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return {"hand-made tf2onnx fp32": (onnx_path, "onnx", None),
             "hand-made TFLiteConverter fp32": (tflite_path, "tflite", None)}
 
@@ -219,7 +232,7 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
     and ``photos``, also time detection on them end to end, today's TFLite fp32 against the pruned default."""
     from edge_cnn.export import export
     from edge_cnn.export.config import ExportConfig
-    from edge_cnn.keras_file import load_keras_model
+    from edge_cnn.manifest import load_manifest
     from edge_cnn.run_dir import RunDir
     from edge_cnn.runtime.artifacts import resolve
 
@@ -243,10 +256,9 @@ def measure_model(label: str, source: Path, export_options: dict, work: Path, th
             print(f"{label}: no ONNX int8 model with {ops} float (see {export_dir / 'report.md'})", flush=True)
             continue
         files[f"{MIXED} {ops} float"] = int8
-    keras_file = source if source.suffix == ".keras" else RunDir(source).model_path
-    model = load_keras_model(keras_file)
-    files.update(hand_made_files(model, folder))
-    measured = latencies(files, tuple(model.input_shape[1:]), threads, runs, rounds)
+    files.update(hand_made_files(source if source.suffix == ".keras" else RunDir(source).model_path, folder))
+    spec = load_manifest(exports["edgecnn"]).preprocess
+    measured = latencies(files, (spec.height, spec.width, spec.channels), threads, runs, rounds)
     defaults = {}
     for prefix, export_dir in exports.items():
         pick = resolve(export_dir)
